@@ -1,0 +1,122 @@
+//! The defaults, and the commented file `rempart init` writes from them.
+
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::values::{Bounded, ContactUri, ServerName, StoreSetting};
+use crate::{Config, HttpSettings, SecurityTxt, TlsSettings, TokenSettings};
+
+const LISTEN: &str = "127.0.0.1:8443";
+const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+const SERVER_CERT_DAYS: i64 = 365;
+const MACHINE_CERT_DAYS: i64 = 90;
+const MAX_BODY_BYTES: i64 = 1_048_576;
+const REQUEST_TIMEOUT_SECS: i64 = 30;
+const HSTS_MAX_AGE_SECS: i64 = 63_072_000;
+const MAX_CONNECTIONS: i64 = 4096;
+const TOKEN_TTL_DAYS: i64 = 0;
+const CONTACT: &str = "mailto:security@example.com";
+const LANGUAGES: [&str; 1] = ["en"];
+
+/// security.txt expires a year after `init`, as RFC 9116 §2.5.5 recommends.
+fn expires(now: OffsetDateTime) -> OffsetDateTime {
+    (now + Duration::days(365))
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+}
+
+pub(crate) fn defaults(now: OffsetDateTime) -> Config {
+    let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Config {
+        listen: LISTEN.parse().unwrap_or_else(|_| unreachable!("LISTEN is a socket address")),
+        server_names: owned(&SERVER_NAMES)
+            .into_iter()
+            .filter_map(|n| ServerName::try_from(n).ok())
+            .collect(),
+        store: StoreSetting::Sqlite,
+        tls: TlsSettings {
+            server_cert_days: Bounded::new_default(SERVER_CERT_DAYS),
+            machine_cert_days: Bounded::new_default(MACHINE_CERT_DAYS),
+        },
+        http: HttpSettings {
+            max_body_bytes: Bounded::new_default(MAX_BODY_BYTES),
+            request_timeout_secs: Bounded::new_default(REQUEST_TIMEOUT_SECS),
+            hsts_max_age_secs: Bounded::new_default(HSTS_MAX_AGE_SECS),
+            max_connections: Bounded::new_default(MAX_CONNECTIONS),
+        },
+        tokens: TokenSettings {
+            ttl_days: Bounded::new_default(TOKEN_TTL_DAYS),
+        },
+        security_txt: SecurityTxt {
+            contact: ContactUri::try_from(CONTACT.to_owned()).into_iter().collect(),
+            expires: expires(now),
+            policy: None,
+            preferred_languages: owned(&LANGUAGES),
+        },
+    }
+}
+
+fn toml_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// The text of a fresh `rempart.toml`: every setting, its default, and what
+/// it does.
+pub fn default_toml(now: OffsetDateTime) -> String {
+    let expires = expires(now)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| unreachable!("a whole-second UTC time formats as RFC 3339"));
+    let server_names = toml_list(&SERVER_NAMES);
+    let languages = toml_list(&LANGUAGES);
+    format!(
+        r#"# rempart.toml: settings of the Rempart control plane (`rempart serve`).
+# Every setting is written with its default. `rempart config check` validates
+# this file; an unknown key or a bad value stops the server with its line.
+
+# Address and port of the API. TLS only: plain HTTP gets no answer.
+listen = "{LISTEN}"
+
+# DNS names and IP addresses the server certificate covers. Clients must reach
+# the server by one of them. The certificate is reissued at start when this
+# list changes or when it has fewer than 30 days left.
+server_names = {server_names}
+
+# Where state lives: "sqlite" keeps it in rempart.db in the data directory;
+# a "postgres://user@host:port/database" URL lets several control-plane
+# nodes share it. May also be set with --store or REMPART_STORE.
+store = "sqlite"
+
+[tls]
+# Days the server certificate is valid (at most 825).
+server_cert_days = {SERVER_CERT_DAYS}
+# Days a machine identity's client certificate is valid (at most 397).
+machine_cert_days = {MACHINE_CERT_DAYS}
+
+[http]
+# Largest request body accepted, in bytes; larger ones get 413.
+max_body_bytes = {MAX_BODY_BYTES}
+# Seconds a request may take before it gets 408.
+request_timeout_secs = {REQUEST_TIMEOUT_SECS}
+# Strict-Transport-Security max-age, in seconds (0 disables the header).
+hsts_max_age_secs = {HSTS_MAX_AGE_SECS}
+# Connections served at once; more wait to be accepted.
+max_connections = {MAX_CONNECTIONS}
+
+[tokens]
+# Days a token issued by `rempart user token` stays valid; 0 means no expiry.
+ttl_days = {TOKEN_TTL_DAYS}
+
+[security_txt]
+# Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.
+# How to reach the security team: mailto:, https:// or tel: URIs.
+contact = ["{CONTACT}"]
+# When this information must be reviewed again (RFC 3339, at most a year away).
+expires = "{expires}"
+# Optional link to the vulnerability disclosure policy, e.g. "https://example.com/security".
+# policy = "https://example.com/security"
+# Languages the security team reads.
+preferred_languages = {languages}
+"#
+    )
+}

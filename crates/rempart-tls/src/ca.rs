@@ -1,0 +1,366 @@
+use std::fmt;
+use std::net::IpAddr;
+
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SerialNumber, SignatureAlgorithm,
+};
+use rempart_core::{MachineName, MachineRole, Secret};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::TlsError;
+
+/// Every key Rempart generates is ECDSA P-256: the one algorithm that every
+/// TLS peer we meet (browsers, `openssl`, `psql`, rustls) accepts.
+static KEY_ALGORITHM: &SignatureAlgorithm = &rcgen::PKCS_ECDSA_P256_SHA256;
+
+/// Key algorithms a machine may put in its signing request.
+static ACCEPTED_MACHINE_KEYS: [&SignatureAlgorithm; 3] = [
+    &rcgen::PKCS_ECDSA_P256_SHA256,
+    &rcgen::PKCS_ECDSA_P384_SHA384,
+    &rcgen::PKCS_ED25519,
+];
+
+const CA_VALIDITY_DAYS: i64 = 3650;
+/// Certificates start a little in the past so that peers whose clock is
+/// slightly behind still accept them.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
+fn certificate_error(what: &'static str) -> impl FnOnce(rcgen::Error) -> TlsError {
+    move |source| TlsError::Certificate { what, source }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    // A positive INTEGER: clear the top bit.
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn validity(params: &mut CertificateParams, days: i64) -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - CLOCK_SKEW;
+    params.not_after = now + Duration::days(days);
+    params.not_after
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The deployment's certificate authority. Its private key lives only in the
+/// data directory and in this value; `Debug` never shows it.
+pub struct CertificateAuthority {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for CertificateAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateAuthority")
+            .field("key", &"<secret>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A certificate issued with a fresh key pair (the server certificate).
+#[derive(Debug)]
+pub struct IssuedKeyPair {
+    pub cert_pem: String,
+    pub key_pem: Secret<String>,
+}
+
+/// A certificate issued for a machine's own key.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub cert_pem: String,
+    /// SHA-256 of the DER certificate, lowercase hex: how the control plane
+    /// recognises (and revokes) this exact certificate.
+    pub sha256_hex: String,
+    pub serial_hex: String,
+    pub not_after: OffsetDateTime,
+}
+
+impl CertificateAuthority {
+    pub fn generate() -> Result<Self, TlsError> {
+        let key = KeyPair::generate_for(KEY_ALGORITHM).map_err(certificate_error("CA key"))?;
+        let mut id = [0u8; 4];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Rempart CA {}", hex(&id)));
+        params.distinguished_name.push(DnType::OrganizationName, "Rempart");
+        // The CA signs only end-entity certificates: no intermediate below it.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.serial_number = Some(random_serial());
+        validity(&mut params, CA_VALIDITY_DAYS);
+        let cert = params
+            .self_signed(&key)
+            .map_err(certificate_error("CA certificate"))?;
+        Ok(CertificateAuthority {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| TlsError::BadKey {
+            what: "CA key",
+            detail: e.to_string(),
+        })?;
+        let issuer =
+            Issuer::from_ca_cert_pem(cert_pem, key).map_err(certificate_error("CA certificate"))?;
+        Ok(CertificateAuthority {
+            cert_pem: cert_pem.to_owned(),
+            issuer,
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> Secret<String> {
+        Secret::new(self.issuer.key().serialize_pem())
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn issue_server_cert(&self, names: &[String], days: i64) -> Result<IssuedKeyPair, TlsError> {
+        let key = KeyPair::generate_for(KEY_ALGORITHM).map_err(certificate_error("server key"))?;
+        let mut params =
+            CertificateParams::new(names.to_vec()).map_err(certificate_error("server names"))?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, first.as_str());
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        validity(&mut params, days);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(certificate_error("server certificate"))?;
+        Ok(IssuedKeyPair {
+            cert_pem: cert.pem(),
+            key_pem: Secret::new(key.serialize_pem()),
+        })
+    }
+
+    /// A client certificate for a machine identity. Only the public key is
+    /// taken from the request (after its signature is checked); the subject,
+    /// usages and validity are the CA's decision.
+    pub fn sign_machine_csr(
+        &self,
+        csr_pem: &str,
+        name: &MachineName,
+        role: MachineRole,
+        days: i64,
+    ) -> Result<IssuedCert, TlsError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            TlsError::BadCsr {
+                detail: e.to_string(),
+            }
+        })?;
+        let algorithm = csr.public_key.algorithm();
+        if !ACCEPTED_MACHINE_KEYS.contains(&algorithm) {
+            return Err(TlsError::BadCsr {
+                detail: "the key must be ECDSA P-256, ECDSA P-384 or Ed25519".to_owned(),
+            });
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, role.as_str());
+        params.distinguished_name.push(DnType::OrganizationName, "Rempart");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial();
+        let serial_hex = hex(&serial.to_bytes());
+        params.serial_number = Some(serial);
+        let not_after = validity(&mut params, days);
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(certificate_error("machine certificate"))?;
+        Ok(IssuedCert {
+            sha256_hex: der_sha256_hex(cert.der()),
+            cert_pem: cert.pem(),
+            serial_hex,
+            not_after,
+        })
+    }
+}
+
+/// A key pair generated on the machine that will hold it.
+pub struct MachineKey(KeyPair);
+
+impl fmt::Debug for MachineKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MachineKey(<secret>)")
+    }
+}
+
+impl MachineKey {
+    pub fn generate() -> Result<Self, TlsError> {
+        Ok(MachineKey(
+            KeyPair::generate_for(KEY_ALGORITHM).map_err(certificate_error("machine key"))?,
+        ))
+    }
+
+    pub fn csr_pem(&self, name: &str) -> Result<String, TlsError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+            .serialize_request(&self.0)
+            .and_then(|csr| csr.pem())
+            .map_err(certificate_error("certificate signing request"))
+    }
+
+    pub fn key_pem(&self) -> Secret<String> {
+        Secret::new(self.0.serialize_pem())
+    }
+}
+
+fn first_cert_der(cert_pem: &str, what: &'static str) -> Result<CertificateDer<'static>, TlsError> {
+    CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .ok_or(TlsError::NoCertificate { what })?
+        .map_err(|e| TlsError::BadPem {
+            what,
+            detail: e.to_string(),
+        })
+}
+
+/// SHA-256 of the first certificate in `cert_pem`, lowercase hex.
+pub fn cert_sha256_hex(cert_pem: &str) -> Result<String, TlsError> {
+    Ok(der_sha256_hex(&first_cert_der(cert_pem, "certificate")?))
+}
+
+/// SHA-256 of a DER certificate (as a TLS peer presents it), lowercase hex.
+pub fn der_sha256_hex(der: &[u8]) -> String {
+    hex(&Sha256::digest(der))
+}
+
+/// What Rempart needs to know of a certificate it holds: when it ends and
+/// which names it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    pub not_after: OffsetDateTime,
+    pub names: Vec<String>,
+}
+
+pub fn cert_summary(cert_pem: &str) -> Result<CertSummary, TlsError> {
+    let der = first_cert_der(cert_pem, "certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| TlsError::BadPem {
+        what: "certificate",
+        detail: e.to_string(),
+    })?;
+    let not_after = cert.validity().not_after.to_datetime();
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                x509_parser::extensions::GeneralName::DNSName(dns) => names.push(dns.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                    let ip = match *bytes {
+                        [a, b, c, d] => Some(IpAddr::from([*a, *b, *c, *d])),
+                        _ => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                    };
+                    names.push(ip.map_or_else(|| hex(bytes), |ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertSummary { not_after, names })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_round_trips_through_pem() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let loaded = CertificateAuthority::load(ca.cert_pem(), ca.key_pem().expose()).unwrap();
+        assert_eq!(loaded.cert_pem(), ca.cert_pem());
+        assert!(!format!("{ca:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn server_cert_covers_dns_names_and_addresses() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let issued = ca.issue_server_cert(&names, 30).unwrap();
+        let summary = cert_summary(&issued.cert_pem).unwrap();
+        assert_eq!(summary.names, names);
+        let days_left = (summary.not_after - OffsetDateTime::now_utc()).whole_days();
+        assert!((29..=30).contains(&days_left), "{days_left}");
+    }
+
+    #[test]
+    fn machine_csr_gets_the_name_the_ca_chooses() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let key = MachineKey::generate().unwrap();
+        // The request asks for another name: the CA ignores what it asks.
+        let csr = key.csr_pem("someone-else").unwrap();
+        let name: MachineName = "agent-7".parse().unwrap();
+        let issued = ca.sign_machine_csr(&csr, &name, MachineRole::Agent, 90).unwrap();
+        assert_eq!(cert_sha256_hex(&issued.cert_pem).unwrap(), issued.sha256_hex);
+        let der = first_cert_der(&issued.cert_pem, "test").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            cert.subject().iter_common_name().next().unwrap().as_str().unwrap(),
+            "agent-7"
+        );
+        assert_eq!(
+            cert.subject()
+                .iter_organizational_unit()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "agent"
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+    }
+
+    #[test]
+    fn garbage_and_tampered_csrs_are_refused() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let name: MachineName = "m".parse().unwrap();
+        for bad in ["", "not pem", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"] {
+            let err = ca.sign_machine_csr(bad, &name, MachineRole::Agent, 1).unwrap_err();
+            assert!(matches!(err, TlsError::BadCsr { .. }), "{bad:?}: {err}");
+        }
+        // Flip one byte inside the signed body: the signature no longer holds.
+        let csr = MachineKey::generate().unwrap().csr_pem("m").unwrap();
+        let mut der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        let middle = der.len() / 3;
+        der[middle] ^= 0x01;
+        let tampered = pem_encode("CERTIFICATE REQUEST", &der);
+        assert!(ca.sign_machine_csr(&tampered, &name, MachineRole::Agent, 1).is_err());
+    }
+
+    fn pem_encode(label: &str, der: &[u8]) -> String {
+        use base64::Engine;
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
+    }
+}
