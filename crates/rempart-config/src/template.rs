@@ -28,7 +28,9 @@ fn expires(now: OffsetDateTime) -> OffsetDateTime {
 pub(crate) fn defaults(now: OffsetDateTime) -> Config {
     let owned = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     Config {
-        listen: LISTEN.parse().unwrap_or_else(|_| unreachable!("LISTEN is a socket address")),
+        listen: LISTEN
+            .parse()
+            .unwrap_or_else(|_| unreachable!("LISTEN is a socket address")),
         server_names: owned(&SERVER_NAMES)
             .into_iter()
             .filter_map(|n| ServerName::try_from(n).ok())
@@ -48,7 +50,9 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
             ttl_days: Bounded::new_default(TOKEN_TTL_DAYS),
         },
         security_txt: SecurityTxt {
-            contact: ContactUri::try_from(CONTACT.to_owned()).into_iter().collect(),
+            contact: ContactUri::try_from(CONTACT.to_owned())
+                .into_iter()
+                .collect(),
             expires: expires(now),
             policy: None,
             preferred_languages: owned(&LANGUAGES),

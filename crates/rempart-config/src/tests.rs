@@ -8,7 +8,10 @@ const NOW: OffsetDateTime = datetime!(2026-11-25 12:00:00 UTC);
 fn the_written_defaults_parse_back_to_the_defaults() {
     let parsed = Config::parse(&default_toml(NOW), "rempart.toml").unwrap();
     assert_eq!(parsed, Config::defaults(NOW));
-    assert_eq!(parsed.security_txt.expires, datetime!(2027-11-25 12:00:00 UTC));
+    assert_eq!(
+        parsed.security_txt.expires,
+        datetime!(2027-11-25 12:00:00 UTC)
+    );
 }
 
 #[test]
@@ -17,14 +20,25 @@ fn every_default_is_inside_its_range() {
     let defaults = Config::defaults(NOW);
     let text = default_toml(NOW);
     assert_eq!(Config::parse(&text, "x").unwrap(), defaults);
-    assert!(defaults.warnings(NOW).iter().any(|w| w.contains("example address")));
+    assert!(
+        defaults
+            .warnings(NOW)
+            .iter()
+            .any(|w| w.contains("example address"))
+    );
 }
 
 /// Replaces the line starting with `key` in the default file by `line`.
 fn with_line(key: &str, line: &str) -> String {
     default_toml(NOW)
         .lines()
-        .map(|l| if l.starts_with(key) { line.to_owned() } else { l.to_owned() })
+        .map(|l| {
+            if l.starts_with(key) {
+                line.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -39,27 +53,64 @@ fn check_error(text: String, needle: &str, expect_message: &str) {
     assert_eq!(err.line, line_of(&text, needle), "{err}");
     assert!(err.message.contains(expect_message), "{err}");
     assert!(
-        err.to_string().starts_with(&format!("/etc/rempart.toml:{}:", err.line)),
+        err.to_string()
+            .starts_with(&format!("/etc/rempart.toml:{}:", err.line)),
         "{err}"
     );
 }
 
 #[test]
 fn bad_values_name_their_line() {
-    check_error(with_line("listen", "listen = \"nowhere\""), "listen", "socket address");
-    check_error(with_line("server_cert_days", "server_cert_days = 0"), "server_cert_days", "out of range");
-    check_error(with_line("max_body_bytes", "max_body_bytes = -1"), "max_body_bytes", "out of range");
-    check_error(with_line("server_names", "server_names = [\"bad name\"]"), "server_names", "neither an IP");
-    check_error(with_line("contact", "contact = [\"http://x\"]"), "contact", "RFC 9116");
-    check_error(with_line("expires", "expires = \"tomorrow\""), "expires", "");
+    check_error(
+        with_line("listen", "listen = \"nowhere\""),
+        "listen",
+        "socket address",
+    );
+    check_error(
+        with_line("server_cert_days", "server_cert_days = 0"),
+        "server_cert_days",
+        "out of range",
+    );
+    check_error(
+        with_line("max_body_bytes", "max_body_bytes = -1"),
+        "max_body_bytes",
+        "out of range",
+    );
+    check_error(
+        with_line("server_names", "server_names = [\"bad name\"]"),
+        "server_names",
+        "neither an IP",
+    );
+    check_error(
+        with_line("contact", "contact = [\"http://x\"]"),
+        "contact",
+        "RFC 9116",
+    );
+    check_error(
+        with_line("expires", "expires = \"tomorrow\""),
+        "expires",
+        "",
+    );
     check_error(with_line("ttl_days", "ttl_days = \"ten\""), "ttl_days", "");
-    check_error(with_line("server_names", "server_names = []"), "server_names", "at least one");
+    check_error(
+        with_line("server_names", "server_names = []"),
+        "server_names",
+        "at least one",
+    );
 }
 
 #[test]
 fn unknown_keys_are_refused_with_their_line() {
-    check_error(with_line("listen", "lissten = \"127.0.0.1:1\""), "lissten", "unknown field `lissten`");
-    check_error(with_line("ttl_days", "ttl_dayz = 3"), "ttl_dayz", "unknown field `ttl_dayz`");
+    check_error(
+        with_line("listen", "lissten = \"127.0.0.1:1\""),
+        "lissten",
+        "unknown field `lissten`",
+    );
+    check_error(
+        with_line("ttl_days", "ttl_dayz = 3"),
+        "ttl_dayz",
+        "unknown field `ttl_dayz`",
+    );
     let text = format!("{}\n[extra]\nx = 1\n", default_toml(NOW));
     check_error(text, "[extra]", "unknown field `extra`");
 }
@@ -83,7 +134,15 @@ fn store_urls_never_appear_in_errors_or_debug() {
 
 #[test]
 fn garbage_never_panics() {
-    for text in ["", "=", "[[[", "listen = 1", "\u{0}", "a = \"\\u0000\"", "[tls]\n[tls]\n"] {
+    for text in [
+        "",
+        "=",
+        "[[[",
+        "listen = 1",
+        "\u{0}",
+        "a = \"\\u0000\"",
+        "[tls]\n[tls]\n",
+    ] {
         assert!(Config::parse(text, "g").is_err(), "{text:?}");
     }
 }
@@ -92,7 +151,12 @@ fn garbage_never_panics() {
 fn warnings_for_expired_security_txt_and_remote_listen() {
     let mut config = Config::defaults(NOW);
     let later = NOW + time::Duration::days(400);
-    assert!(config.warnings(later).iter().any(|w| w.contains("in the past")));
+    assert!(
+        config
+            .warnings(later)
+            .iter()
+            .any(|w| w.contains("in the past"))
+    );
     config.listen = "0.0.0.0:8443".parse().unwrap();
     assert!(config.warnings(NOW).iter().any(|w| w.contains("loopback")));
 }

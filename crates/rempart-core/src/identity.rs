@@ -8,7 +8,17 @@ use crate::{MachineName, UserName};
 
 /// What a person may do. A user holds one or more roles.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -78,7 +88,11 @@ impl Roles {
     }
 
     pub fn from_csv(csv: &str) -> Result<Self, String> {
-        Roles::new(csv.split(',').map(str::parse).collect::<Result<Vec<Role>, _>>()?)
+        Roles::new(
+            csv.split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Role>, _>>()?,
+        )
     }
 }
 
@@ -104,7 +118,17 @@ impl fmt::Display for Roles {
 /// What a machine identity is for. It decides which machine-only routes it may
 /// call (the grant check for bastions, state reports for agents, ...).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum MachineRole {
@@ -114,7 +138,11 @@ pub enum MachineRole {
 }
 
 impl MachineRole {
-    pub const ALL: [MachineRole; 3] = [MachineRole::Bastion, MachineRole::Agent, MachineRole::Gateway];
+    pub const ALL: [MachineRole; 3] = [
+        MachineRole::Bastion,
+        MachineRole::Agent,
+        MachineRole::Gateway,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,8 +176,14 @@ impl FromStr for MachineRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Identity {
-    User { name: UserName, roles: Roles },
-    Machine { name: MachineName, role: MachineRole },
+    User {
+        name: UserName,
+        roles: Roles,
+    },
+    Machine {
+        name: MachineName,
+        role: MachineRole,
+    },
 }
 
 impl Identity {

@@ -115,8 +115,16 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expect: Result<(), NameError>) {
-        assert_eq!(input.parse::<UserName>().map(|_| ()), expect, "input {input:?}");
-        assert_eq!(input.parse::<MachineName>().map(|_| ()), expect, "input {input:?}");
+        assert_eq!(
+            input.parse::<UserName>().map(|_| ()),
+            expect,
+            "input {input:?}"
+        );
+        assert_eq!(
+            input.parse::<MachineName>().map(|_| ()),
+            expect,
+            "input {input:?}"
+        );
     }
 
     #[test]
@@ -133,7 +141,10 @@ mod tests {
         check("é", Err(NameError::BadStart { found: 'é' }));
         check("a\u{0}", Err(NameError::BadCharacter { found: '\u{0}' }));
         check(&"a".repeat(64), Ok(()));
-        check(&"a".repeat(65), Err(NameError::TooLong { len: 65, max: 64 }));
+        check(
+            &"a".repeat(65),
+            Err(NameError::TooLong { len: 65, max: 64 }),
+        );
     }
 
     #[test]

@@ -108,9 +108,15 @@ mod tests {
     #[test]
     fn malformed_tokens_are_refused() {
         assert_eq!(ApiToken::parse("").unwrap_err(), TokenError::MissingPrefix);
-        assert_eq!(ApiToken::parse("Bearer x").unwrap_err(), TokenError::MissingPrefix);
+        assert_eq!(
+            ApiToken::parse("Bearer x").unwrap_err(),
+            TokenError::MissingPrefix
+        );
         assert_eq!(ApiToken::parse("rpt_").unwrap_err(), TokenError::Malformed);
-        assert_eq!(ApiToken::parse("rpt_!!!").unwrap_err(), TokenError::Malformed);
+        assert_eq!(
+            ApiToken::parse("rpt_!!!").unwrap_err(),
+            TokenError::Malformed
+        );
         let short = format!("rpt_{}", "A".repeat(42));
         assert_eq!(ApiToken::parse(&short).unwrap_err(), TokenError::Malformed);
     }

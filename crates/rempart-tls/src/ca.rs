@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SerialNumber, SignatureAlgorithm,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    SignatureAlgorithm,
 };
 use rempart_core::{MachineName, MachineRole, Secret};
 use rustls_pki_types::CertificateDer;
@@ -97,7 +97,9 @@ impl CertificateAuthority {
         params
             .distinguished_name
             .push(DnType::CommonName, format!("Rempart CA {}", hex(&id)));
-        params.distinguished_name.push(DnType::OrganizationName, "Rempart");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Rempart");
         // The CA signs only end-entity certificates: no intermediate below it.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -134,12 +136,18 @@ impl CertificateAuthority {
     }
 
     /// A server certificate for `names` (DNS names or IP addresses).
-    pub fn issue_server_cert(&self, names: &[String], days: i64) -> Result<IssuedKeyPair, TlsError> {
+    pub fn issue_server_cert(
+        &self,
+        names: &[String],
+        days: i64,
+    ) -> Result<IssuedKeyPair, TlsError> {
         let key = KeyPair::generate_for(KEY_ALGORITHM).map_err(certificate_error("server key"))?;
         let mut params =
             CertificateParams::new(names.to_vec()).map_err(certificate_error("server names"))?;
         if let Some(first) = names.first() {
-            params.distinguished_name.push(DnType::CommonName, first.as_str());
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -165,11 +173,10 @@ impl CertificateAuthority {
         role: MachineRole,
         days: i64,
     ) -> Result<IssuedCert, TlsError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
-            TlsError::BadCsr {
+        let csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::BadCsr {
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let algorithm = csr.public_key.algorithm();
         if !ACCEPTED_MACHINE_KEYS.contains(&algorithm) {
             return Err(TlsError::BadCsr {
@@ -178,11 +185,15 @@ impl CertificateAuthority {
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, name.as_str());
         params
             .distinguished_name
             .push(DnType::OrganizationalUnitName, role.as_str());
-        params.distinguished_name.push(DnType::OrganizationName, "Rempart");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Rempart");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
@@ -302,7 +313,11 @@ mod tests {
     #[test]
     fn server_cert_covers_dns_names_and_addresses() {
         let ca = CertificateAuthority::generate().unwrap();
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         let issued = ca.issue_server_cert(&names, 30).unwrap();
         let summary = cert_summary(&issued.cert_pem).unwrap();
         assert_eq!(summary.names, names);
@@ -317,12 +332,22 @@ mod tests {
         // The request asks for another name: the CA ignores what it asks.
         let csr = key.csr_pem("someone-else").unwrap();
         let name: MachineName = "agent-7".parse().unwrap();
-        let issued = ca.sign_machine_csr(&csr, &name, MachineRole::Agent, 90).unwrap();
-        assert_eq!(cert_sha256_hex(&issued.cert_pem).unwrap(), issued.sha256_hex);
+        let issued = ca
+            .sign_machine_csr(&csr, &name, MachineRole::Agent, 90)
+            .unwrap();
+        assert_eq!(
+            cert_sha256_hex(&issued.cert_pem).unwrap(),
+            issued.sha256_hex
+        );
         let der = first_cert_der(&issued.cert_pem, "test").unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
         assert_eq!(
-            cert.subject().iter_common_name().next().unwrap().as_str().unwrap(),
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
             "agent-7"
         );
         assert_eq!(
@@ -342,20 +367,30 @@ mod tests {
     fn garbage_and_tampered_csrs_are_refused() {
         let ca = CertificateAuthority::generate().unwrap();
         let name: MachineName = "m".parse().unwrap();
-        for bad in ["", "not pem", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"] {
-            let err = ca.sign_machine_csr(bad, &name, MachineRole::Agent, 1).unwrap_err();
+        for bad in [
+            "",
+            "not pem",
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+        ] {
+            let err = ca
+                .sign_machine_csr(bad, &name, MachineRole::Agent, 1)
+                .unwrap_err();
             assert!(matches!(err, TlsError::BadCsr { .. }), "{bad:?}: {err}");
         }
         // Flip one byte inside the signed body: the signature no longer holds.
         let csr = MachineKey::generate().unwrap().csr_pem("m").unwrap();
-        let mut der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
-            .unwrap()
-            .as_ref()
-            .to_vec();
+        let mut der =
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec();
         let middle = der.len() / 3;
         der[middle] ^= 0x01;
         let tampered = pem_encode("CERTIFICATE REQUEST", &der);
-        assert!(ca.sign_machine_csr(&tampered, &name, MachineRole::Agent, 1).is_err());
+        assert!(
+            ca.sign_machine_csr(&tampered, &name, MachineRole::Agent, 1)
+                .is_err()
+        );
     }
 
     fn pem_encode(label: &str, der: &[u8]) -> String {

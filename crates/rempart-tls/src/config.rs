@@ -35,7 +35,8 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     })
 }
 
-static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+static VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -75,13 +76,17 @@ pub fn server_config(
     client_ca_pem: &str,
 ) -> Result<ServerConfig, TlsError> {
     let provider = crypto_provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(client_ca_pem)?, provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(client_ca_pem)?, provider.clone())
+            .allow_unauthenticated()
+            .build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(cert_pem, "server certificate")?, private_key(key_pem, "server key")?)?;
+        .with_single_cert(
+            certs(cert_pem, "server certificate")?,
+            private_key(key_pem, "server key")?,
+        )?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -95,7 +100,10 @@ pub struct ClientIdentity<'a> {
 
 /// The settings every Rempart client uses: only the deployment's CA is
 /// trusted (no public roots), with the same versions and suites as the server.
-pub fn client_config(ca_pem: &str, identity: Option<ClientIdentity<'_>>) -> Result<ClientConfig, TlsError> {
+pub fn client_config(
+    ca_pem: &str,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_provider(crypto_provider())
         .with_protocol_versions(VERSIONS)?
         .with_root_certificates(roots(ca_pem)?);
@@ -122,7 +130,10 @@ mod tests {
                 name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"),
                 "{name}"
             );
-            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "{name}");
+            assert!(
+                name.contains("GCM") || name.contains("CHACHA20_POLY1305"),
+                "{name}"
+            );
         }
     }
 
@@ -156,7 +167,8 @@ mod tests {
                 1,
             )
             .unwrap();
-        let server_cfg = server_config(&server.cert_pem, server.key_pem.expose(), ca.cert_pem()).unwrap();
+        let server_cfg =
+            server_config(&server.cert_pem, server.key_pem.expose(), ca.cert_pem()).unwrap();
         let client_cfg = client_config(
             ca.cert_pem(),
             Some(ClientIdentity {

@@ -1,0 +1,171 @@
+//! The JSON shapes of Rempart's HTTP API, shared by the server and its clients.
+//!
+//! Requests refuse unknown fields ([`CreateUser`], [`CreateMachine`], ...);
+//! every error is an [`ErrorBody`]. The types carry `utoipa` schemas so that
+//! the server's `/v1/openapi.json` is generated from the same definitions the
+//! code uses.
+//!
+//! Architecture invariant: this crate holds data shapes only: no HTTP client,
+//! no server, no storage.
+#![forbid(unsafe_code)]
+
+use rempart_core::{Identity, MachineName, MachineRole, Roles, UserName};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// Every error the API returns: a short machine-readable `error` and a
+/// sentence for people in `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// e.g. `unauthorized`, `forbidden`, `not_found`, `conflict`, `bad_request`.
+    pub error: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` when the store answers, `unavailable` otherwise.
+    pub status: String,
+    pub version: String,
+}
+
+/// Who the caller is, as the server authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub identity: Identity,
+    /// The well-log `actor` form: `alice` or `machine:bastion-1`.
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: UserName,
+    pub roles: Roles,
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
+/// An e-mail address, checked for shape only (one `@`, no spaces, ≤ 254 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, format = "email")]
+pub struct Email(String);
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(email: String) -> Result<Self, String> {
+        let shaped = email.len() <= 254
+            && email.split('@').count() == 2
+            && email.split('@').all(|part| !part.is_empty())
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+        if shaped {
+            Ok(Email(email))
+        } else {
+            Err(format!("{email:?} is not an e-mail address"))
+        }
+    }
+}
+
+impl From<Email> for String {
+    fn from(email: Email) -> String {
+        email.0
+    }
+}
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub name: UserName,
+    pub roles: Roles,
+    pub email: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// A token, shown once. The server keeps only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedToken {
+    pub user: UserName,
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedUser {
+    pub user: User,
+    pub token: IssuedToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMachine {
+    pub name: MachineName,
+    pub role: MachineRole,
+    /// A PEM certificate signing request made with the machine's own key;
+    /// only its public key is used.
+    pub csr_pem: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Machine {
+    pub name: MachineName,
+    pub role: MachineRole,
+    /// SHA-256 of the DER certificate, lowercase hex.
+    pub cert_sha256: String,
+    pub cert_serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MachineList {
+    pub machines: Vec<Machine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuedMachine {
+    pub machine: Machine,
+    pub cert_pem: String,
+    /// The CA that signed it, which the machine pins to reach the server.
+    pub ca_pem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let err = serde_json::from_str::<CreateUser>(r#"{"name":"a","roles":["admin"],"rolez":1}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `rolez`"), "{err}");
+    }
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        for bad in ["", "a", "a@", "@b", "a@b@c", "a b@c", "a@b\n"] {
+            assert!(Email::try_from(bad.to_owned()).is_err(), "{bad:?}");
+        }
+        assert!(Email::try_from("alice@example.com".to_owned()).is_ok());
+    }
+}

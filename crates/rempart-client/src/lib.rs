@@ -1,0 +1,231 @@
+//! A client for the control plane's API, used by the `rempart` CLI and, later,
+//! by the bastion, the agents and the gateway.
+//!
+//! [`Client`] speaks HTTPS only and trusts only the deployment's CA (given as
+//! PEM in [`ClientOptions`]); it authenticates with a bearer token (people) or
+//! a client certificate (machines). Every failure is a [`ClientError`] whose
+//! `Display` is one line a person can act on.
+//!
+//! Architecture invariant: TLS settings come from `rempart-tls`; this crate
+//! never builds its own, and has no way to turn certificate checks off.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use rempart_api::{
+    CreateMachine, CreateUser, CreatedUser, ErrorBody, Health, IssuedMachine, IssuedToken, Machine,
+    MachineList, User, UserList, WhoAmI,
+};
+use rempart_core::{MachineName, Secret, UserName};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Everything a client needs to reach and trust the control plane.
+#[derive(Debug)]
+pub struct ClientOptions {
+    /// `https://host:port`, without a path.
+    pub server: String,
+    pub ca_pem: String,
+    pub token: Option<Secret<String>>,
+    /// A machine identity's certificate and key (PEM).
+    pub identity: Option<(String, Secret<String>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot reach {server}: {detail}")]
+    Unreachable { server: String, detail: String },
+    #[error("refused by the server ({status} {error}): {detail}")]
+    Api {
+        status: u16,
+        error: String,
+        detail: String,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The HTTP status when the server answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The innermost cause of a transport error: "connection refused", "invalid
+/// peer certificate: UnknownIssuer", rather than reqwest's outer wrapper.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Secret<String>>,
+}
+
+impl Client {
+    pub fn new(options: ClientOptions) -> Result<Client, ClientError> {
+        let base = options.server.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Err(ClientError::Config(format!(
+                "the server URL must start with https:// (got {base:?}): Rempart speaks TLS only"
+            )));
+        }
+        let identity = options
+            .identity
+            .as_ref()
+            .map(|(cert, key)| rempart_tls::ClientIdentity {
+                cert_pem: cert,
+                key_pem: key.expose(),
+            });
+        let tls = rempart_tls::client_config(&options.ca_pem, identity)
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(true)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| ClientError::Config(root_cause(&e)))?;
+        Ok(Client {
+            http,
+            base,
+            token: options.token,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&dyn erased::JsonBody>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_json()?);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            server: self.base.clone(),
+            detail: root_cause(&e),
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => ClientError::Api {
+                status: status.as_u16(),
+                error: body.error,
+                detail: body.detail,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                error: status.canonical_reason().unwrap_or("error").to_owned(),
+                detail: text.chars().take(200).collect(),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&dyn erased::JsonBody>,
+    ) -> Result<T, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(root_cause(&e)))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Any GET route, as text (security.txt, metrics, the OpenAPI document).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let response = self.send(Method::GET, path, None).await?;
+        response
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(root_cause(&e)))
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.json(Method::GET, "/healthz", None).await
+    }
+
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.json(Method::GET, "/v1/whoami", None).await
+    }
+
+    pub async fn list_users(&self) -> Result<UserList, ClientError> {
+        self.json(Method::GET, "/v1/users", None).await
+    }
+
+    pub async fn get_user(&self, name: &UserName) -> Result<User, ClientError> {
+        self.json(Method::GET, &format!("/v1/users/{name}"), None)
+            .await
+    }
+
+    pub async fn create_user(&self, request: &CreateUser) -> Result<CreatedUser, ClientError> {
+        self.json(Method::POST, "/v1/users", Some(request)).await
+    }
+
+    pub async fn disable_user(&self, name: &UserName) -> Result<User, ClientError> {
+        self.json(Method::POST, &format!("/v1/users/{name}/disable"), None)
+            .await
+    }
+
+    pub async fn issue_token(&self, name: &UserName) -> Result<IssuedToken, ClientError> {
+        self.json(Method::POST, &format!("/v1/users/{name}/token"), None)
+            .await
+    }
+
+    pub async fn list_machines(&self) -> Result<MachineList, ClientError> {
+        self.json(Method::GET, "/v1/machines", None).await
+    }
+
+    pub async fn create_machine(
+        &self,
+        request: &CreateMachine,
+    ) -> Result<IssuedMachine, ClientError> {
+        self.json(Method::POST, "/v1/machines", Some(request)).await
+    }
+
+    pub async fn revoke_machine(&self, name: &MachineName) -> Result<Machine, ClientError> {
+        self.json(Method::POST, &format!("/v1/machines/{name}/revoke"), None)
+            .await
+    }
+}
+
+/// Request bodies as trait objects, so that one `send` serves every type.
+mod erased {
+    use super::{ClientError, Serialize};
+
+    pub trait JsonBody {
+        fn to_json(&self) -> Result<Vec<u8>, ClientError>;
+    }
+
+    impl<T: Serialize> JsonBody for T {
+        fn to_json(&self) -> Result<Vec<u8>, ClientError> {
+            serde_json::to_vec(self).map_err(|e| ClientError::Decode(e.to_string()))
+        }
+    }
+}

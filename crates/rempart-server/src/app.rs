@@ -1,0 +1,115 @@
+//! The HTTP application: routes, authentication and the layers every
+//! response goes through.
+
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::ApiError;
+use crate::routes::{machines, meta, users};
+use crate::state::AppState;
+use crate::{auth, metrics};
+
+pub fn router(state: AppState) -> Router {
+    let http = &state.config.http;
+    let body_limit = usize::try_from(http.max_body_bytes.get()).unwrap_or(usize::MAX);
+    let timeout = Duration::from_secs(http.request_timeout_secs.get().unsigned_abs());
+    let hsts = http.hsts_max_age_secs.get();
+
+    // Everything here needs an authenticated caller: the middleware runs
+    // before the handler of every route in this router.
+    let authenticated = Router::new()
+        .route("/v1/whoami", get(meta::whoami))
+        .route("/v1/openapi.json", get(meta::openapi))
+        .route("/metrics", get(meta::metrics))
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{name}", get(users::get))
+        .route("/v1/users/{name}/disable", post(users::disable))
+        .route("/v1/users/{name}/token", post(users::token))
+        .route("/v1/machines", get(machines::list).post(machines::create))
+        .route("/v1/machines/{name}/revoke", post(machines::revoke))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+
+    let public = Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/.well-known/security.txt", get(meta::security_txt));
+
+    let mut router = public
+        .merge(authenticated)
+        .route_layer(from_fn_with_state(state.clone(), metrics::record))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(timeout),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    if hsts > 0 {
+        let value = format!("max-age={hsts}; includeSubDomains");
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            router = router.layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static("strict-transport-security"),
+                value,
+            ));
+        }
+    }
+    router.with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /v1/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /v1/openapi.json",
+    )
+}
+
+async fn timed_out(err: BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response()
+    } else {
+        tracing::error!(error = %err, "request failed in a middleware");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+        .into_response()
+    }
+}

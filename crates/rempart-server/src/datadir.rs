@@ -1,0 +1,296 @@
+//! The data directory: configuration, CA, server certificate, SQLite store and
+//! the bootstrap admin token. Private keys and tokens are written mode 0600 in
+//! a 0700 directory, and are refused at start if anyone else can read them.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use rempart_config::{Config, StoreSetting};
+use rempart_core::{Role, Roles, Secret, UserName};
+use rempart_store::{NewUser, Store};
+use rempart_tls::CertificateAuthority;
+use time::OffsetDateTime;
+
+use crate::auth::now_ms;
+
+/// The files of a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// Renew the server certificate at start when it has less than this left.
+const RENEW_BEFORE_DAYS: i64 = 30;
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("rempart.toml")
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca.key")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("server.crt")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("server.key")
+    }
+    pub fn sqlite(&self) -> PathBuf {
+        self.root.join("rempart.db")
+    }
+    pub fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.config().exists()
+    }
+
+    /// The store URL for `setting`: SQLite lives in this directory.
+    pub fn store_url(&self, setting: &StoreSetting) -> Result<Secret<String>> {
+        Ok(match setting {
+            StoreSetting::Sqlite => {
+                let path = fs::canonicalize(&self.root)
+                    .with_context(|| format!("{}", self.root.display()))?
+                    .join("rempart.db");
+                let path = path
+                    .to_str()
+                    .context("the data directory's path is not UTF-8")?;
+                Secret::new(format!("sqlite://{path}"))
+            }
+            StoreSetting::Postgres(url) => url.clone(),
+        })
+    }
+
+    pub fn load_config(&self) -> Result<Config> {
+        let path = self.config();
+        let text = fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+        Ok(Config::parse(&text, &path.display().to_string())?)
+    }
+}
+
+/// What `init` created, for the caller to show once.
+#[derive(Debug)]
+pub struct Initialised {
+    pub admin_token: Secret<String>,
+    pub ca_fingerprint: String,
+}
+
+/// Settings given on the command line at `init` time, written into
+/// `rempart.toml` in place of the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct InitOptions {
+    pub listen: Option<std::net::SocketAddr>,
+    pub store: Option<StoreSetting>,
+}
+
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Replaces a file atomically (write aside, then rename), with `mode`.
+fn replace(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let aside = path.with_extension("new");
+    let _ = fs::remove_file(&aside);
+    write_new(&aside, contents, mode)?;
+    fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// Refuses a private file that others can read, as OpenSSH does.
+fn check_private(path: &Path) -> Result<()> {
+    let mode = fs::metadata(path)
+        .with_context(|| format!("{}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {:o}); run chmod 600 on it",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+fn set_store_line(text: &str, setting: &StoreSetting) -> String {
+    let value = match setting {
+        StoreSetting::Sqlite => "sqlite".to_owned(),
+        StoreSetting::Postgres(url) => url.expose().clone(),
+    };
+    text.replacen("store = \"sqlite\"", &format!("store = {value:?}"), 1)
+}
+
+/// Creates a data directory: configuration, CA, server certificate, store and
+/// the `admin` user. Refuses a directory that is already initialised or not
+/// empty. Everything is made in a staging directory beside it and renamed
+/// into place at the end, so a failed init leaves nothing behind.
+pub async fn init(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
+    if dir.is_initialised() {
+        bail!(
+            "{} is already initialised (it has rempart.toml)",
+            dir.root().display()
+        );
+    }
+    if fs::read_dir(dir.root()).is_ok_and(|mut entries| entries.next().is_some()) {
+        bail!("{} exists and is not empty", dir.root().display());
+    }
+    let name = dir
+        .root()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the data directory needs a name")?;
+    let parent = match dir.root().parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = DataDir::new(parent.join(format!(".{name}.init-{}", std::process::id())));
+    let _ = fs::remove_dir_all(staging.root());
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(staging.root())
+        .with_context(|| format!("creating {}", staging.root().display()))?;
+    match populate(&staging, options).await {
+        Ok(done) => {
+            fs::rename(staging.root(), dir.root()).with_context(|| {
+                format!("moving the new data directory to {}", dir.root().display())
+            })?;
+            Ok(done)
+        }
+        Err(err) => {
+            let _ = fs::remove_dir_all(staging.root());
+            Err(err)
+        }
+    }
+}
+
+async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
+    let now = OffsetDateTime::now_utc();
+    let mut text = rempart_config::default_toml(now);
+    if let Some(listen) = options.listen {
+        text = text.replacen(
+            "listen = \"127.0.0.1:8443\"",
+            &format!("listen = \"{listen}\""),
+            1,
+        );
+    }
+    if let Some(store) = &options.store {
+        text = set_store_line(&text, store);
+    }
+    let config = Config::parse(&text, "rempart.toml (generated)")?;
+    // The configuration may hold a PostgreSQL password: private.
+    write_new(&dir.config(), &text, 0o600)?;
+
+    let ca = CertificateAuthority::generate()?;
+    write_new(&dir.ca_key(), ca.key_pem().expose(), 0o600)?;
+    write_new(&dir.ca_cert(), ca.cert_pem(), 0o644)?;
+    issue_server_cert(dir, &ca, &config)?;
+
+    let store = open_store(dir, &config.store).await?;
+    if !store.list_users().await?.is_empty() {
+        store.close().await;
+        bail!(
+            "the store already has users: it belongs to another control plane; to add a node, \
+             copy that node's data directory (its CA and rempart.toml) instead of running init"
+        );
+    }
+    let admin: UserName = "admin".parse().map_err(anyhow::Error::msg)?;
+    store
+        .create_user(&NewUser {
+            name: admin.clone(),
+            roles: Roles::new([Role::Admin]).map_err(anyhow::Error::msg)?,
+            email: None,
+            created_at_ms: now_ms(),
+        })
+        .await
+        .context("creating the admin user")?;
+    let token = rempart_core::ApiToken::generate();
+    // The bootstrap token does not expire: it is how the first admin gets in.
+    store
+        .replace_token(&admin, &token.hash(), now_ms(), None)
+        .await?;
+    store.close().await;
+    write_new(&dir.admin_token(), &format!("{}\n", token.expose()), 0o600)?;
+    Ok(Initialised {
+        admin_token: Secret::new(token.expose().to_owned()),
+        ca_fingerprint: rempart_tls::cert_sha256_hex(ca.cert_pem())?,
+    })
+}
+
+pub async fn open_store(dir: &DataDir, setting: &StoreSetting) -> Result<Store> {
+    if matches!(setting, StoreSetting::Sqlite) && !dir.sqlite().exists() {
+        // Create the file ourselves so that it is private from the start.
+        write_new(&dir.sqlite(), "", 0o600)?;
+    }
+    let url = dir.store_url(setting)?;
+    Store::open(url.expose()).await.context("opening the store")
+}
+
+fn server_names(config: &Config) -> Vec<String> {
+    config
+        .server_names
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect()
+}
+
+fn issue_server_cert(dir: &DataDir, ca: &CertificateAuthority, config: &Config) -> Result<()> {
+    let issued = ca.issue_server_cert(&server_names(config), config.tls.server_cert_days.get())?;
+    replace(&dir.server_key(), issued.key_pem.expose(), 0o600)?;
+    replace(&dir.server_cert(), &issued.cert_pem, 0o644)?;
+    Ok(())
+}
+
+/// The CA and server certificate, checked and renewed when needed.
+#[derive(Debug)]
+pub struct Credentials {
+    pub ca: CertificateAuthority,
+    pub server_cert_pem: String,
+    pub server_key_pem: Secret<String>,
+}
+
+pub fn load_credentials(dir: &DataDir, config: &Config) -> Result<Credentials> {
+    for private in [dir.ca_key(), dir.server_key(), dir.config()] {
+        check_private(&private)?;
+    }
+    let read =
+        |path: PathBuf| fs::read_to_string(&path).with_context(|| format!("{}", path.display()));
+    let ca_key = Secret::new(read(dir.ca_key())?);
+    let ca = CertificateAuthority::load(&read(dir.ca_cert())?, ca_key.expose())
+        .with_context(|| format!("{}", dir.ca_cert().display()))?;
+
+    let current = rempart_tls::cert_summary(&read(dir.server_cert())?)
+        .with_context(|| format!("{}", dir.server_cert().display()))?;
+    let wanted = server_names(config);
+    let days_left = (current.not_after - OffsetDateTime::now_utc()).whole_days();
+    if current.names != wanted || days_left < RENEW_BEFORE_DAYS {
+        tracing::info!(?wanted, days_left, "renewing the server certificate");
+        issue_server_cert(dir, &ca, config)?;
+    }
+    Ok(Credentials {
+        ca,
+        server_cert_pem: read(dir.server_cert())?,
+        server_key_pem: Secret::new(read(dir.server_key())?),
+    })
+}

@@ -1,0 +1,86 @@
+//! The Rempart control plane: `rempart serve`.
+//!
+//! [`serve`] opens (or first creates, with [`init`]) a [`DataDir`], opens the
+//! store, and answers the API over TLS only. The pieces, in the order a
+//! request meets them: [`listener`] (TCP, TLS handshake, HTTP/1.1 and HTTP/2),
+//! [`app`] (routes and the layers every response passes through), [`auth`]
+//! (who is calling), then a handler in [`routes`].
+//!
+//! Architecture invariant: every route except `/healthz` and
+//! `/.well-known/security.txt` sits behind [`auth::authenticate`]; handlers
+//! receive a [`auth::Caller`] that only that middleware creates. Handlers
+//! never see a token or a certificate, only an `Identity`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod datadir;
+pub mod error;
+pub mod json;
+pub mod listener;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use rempart_config::StoreSetting;
+
+pub use datadir::{DataDir, InitOptions, Initialised, init};
+
+/// Command-line settings of `rempart serve`, which win over `rempart.toml`.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub data_dir: DataDir,
+    pub listen: Option<SocketAddr>,
+    pub store: Option<StoreSetting>,
+}
+
+/// Runs the control plane until `shutdown` completes, then drains open
+/// connections. `on_listening` is told the bound address (useful with port 0).
+pub async fn serve(
+    options: ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let dir = &options.data_dir;
+    let mut config = dir.load_config()?;
+    if let Some(listen) = options.listen {
+        config.listen = listen;
+    }
+    if let Some(store) = options.store {
+        config.store = store;
+    }
+    for warning in config.warnings(time::OffsetDateTime::now_utc()) {
+        tracing::warn!("{}: {warning}", dir.config().display());
+    }
+    let credentials = datadir::load_credentials(dir, &config)?;
+    let store = datadir::open_store(dir, &config.store).await?;
+    let tls = rempart_tls::server_config(
+        &credentials.server_cert_pem,
+        credentials.server_key_pem.expose(),
+        credentials.ca.cert_pem(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let max_connections = usize::try_from(config.http.max_connections.get()).unwrap_or(1);
+    let state = state::AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+        ca: Arc::new(credentials.ca),
+        metrics: Arc::new(metrics::Metrics::new()),
+    };
+    let app = app::router(state);
+    tracing::info!(%address, backend = ?store.backend(), "listening");
+    on_listening(address);
+    listener::serve(listener, Arc::new(tls), app, max_connections, shutdown).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{machines, meta, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rempart control plane API",
+        description = "Identities, machine certificates and the control plane's own operation. \
+                       Every route but /healthz and /.well-known/security.txt needs a bearer \
+                       token or a machine client certificate (mTLS).",
+    ),
+    paths(
+        meta::healthz, meta::security_txt, meta::whoami, meta::openapi, meta::metrics,
+        users::list, users::get, users::create, users::disable, users::token,
+        machines::list, machines::create, machines::revoke,
+    ),
+    modifiers(&SecuritySchemes),
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "mtls",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A machine identity's client certificate from the deployment's CA".into(),
+                ),
+                extensions: None,
+            },
+        );
+    }
+}
+
+/// The document, built once.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = ApiDoc::openapi();
+        doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        doc
+    })
+}

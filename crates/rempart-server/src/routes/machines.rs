@@ -1,0 +1,106 @@
+//! Machine identities: client certificates from the internal CA.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use rempart_api::{CreateMachine, ErrorBody, IssuedMachine, Machine, MachineList};
+use rempart_core::{MachineName, Role};
+use rempart_store::NewMachine;
+
+use super::from_ms;
+use crate::auth::{Caller, now_ms};
+use crate::error::ApiError;
+use crate::json::JsonBody;
+use crate::state::AppState;
+
+/// A signing request is a few hundred bytes; anything much larger is not one.
+const MAX_CSR_BYTES: usize = 16 * 1024;
+
+fn to_api(machine: rempart_store::Machine) -> Machine {
+    Machine {
+        name: machine.name,
+        role: machine.role,
+        cert_sha256: machine.cert_sha256,
+        cert_serial: machine.cert_serial,
+        not_after: from_ms(machine.not_after_ms),
+        created_at: from_ms(machine.created_at_ms),
+        created_by: machine.created_by,
+        revoked_at: machine.revoked_at_ms.map(from_ms),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/machines", tag = "machines", security(("bearer" = [])),
+    responses((status = 200, body = MachineList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<MachineList>, ApiError> {
+    caller.require(&[Role::Admin, Role::Security])?;
+    let machines = state.store.list_machines().await?;
+    Ok(Json(MachineList {
+        machines: machines.into_iter().map(to_api).collect(),
+    }))
+}
+
+/// Signs the machine's certificate signing request and records the
+/// certificate's fingerprint, which is what the server recognises later.
+#[utoipa::path(post, path = "/v1/machines", tag = "machines", security(("bearer" = [])),
+    request_body = CreateMachine,
+    responses((status = 201, body = IssuedMachine), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<CreateMachine>,
+) -> Result<(StatusCode, Json<IssuedMachine>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    if request.csr_pem.len() > MAX_CSR_BYTES {
+        return Err(ApiError::bad_request(
+            "csr_pem is larger than any signing request",
+        ));
+    }
+    let days = state.config.tls.machine_cert_days.get();
+    let issued = state
+        .ca
+        .sign_machine_csr(&request.csr_pem, &request.name, request.role, days)
+        .map_err(|e| ApiError::bad_request(format!("csr_pem: {e}")))?;
+    let not_after_ms = issued.not_after.unix_timestamp() * 1000;
+    let machine = state
+        .store
+        .create_machine(&NewMachine {
+            name: request.name,
+            role: request.role,
+            cert_sha256: issued.sha256_hex,
+            cert_serial: issued.serial_hex,
+            not_after_ms,
+            created_at_ms: now_ms(),
+            created_by: caller.actor(),
+        })
+        .await?;
+    tracing::info!(target: "audit", kind = "machine.create", actor = %caller.actor(), machine = %machine.name, role = %machine.role);
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedMachine {
+            machine: to_api(machine),
+            cert_pem: issued.cert_pem,
+            ca_pem: state.ca.cert_pem().to_owned(),
+        }),
+    ))
+}
+
+/// Revokes a machine identity: its certificate is refused from the next request.
+#[utoipa::path(post, path = "/v1/machines/{name}/revoke", tag = "machines", security(("bearer" = [])),
+    params(("name" = String, Path)),
+    responses((status = 200, body = Machine), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Machine>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let name: MachineName = name
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("machine name {name:?}: {e}")))?;
+    let machine = state.store.revoke_machine(&name, now_ms()).await?;
+    tracing::info!(target: "audit", kind = "machine.revoke", actor = %caller.actor(), machine = %name);
+    Ok(Json(to_api(machine)))
+}

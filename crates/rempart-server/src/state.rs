@@ -1,0 +1,16 @@
+use std::sync::Arc;
+
+use rempart_config::Config;
+use rempart_store::Store;
+use rempart_tls::CertificateAuthority;
+
+use crate::metrics::Metrics;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub ca: Arc<CertificateAuthority>,
+    pub metrics: Arc<Metrics>,
+}

@@ -1,0 +1,695 @@
+//! The store's behaviour, checked on real databases: every test below runs
+//! once on a fresh SQLite file and once on a fresh PostgreSQL database.
+//!
+//! PostgreSQL tests need `REMPART_TEST_POSTGRES_URL`, an admin URL such as
+//! `postgres://postgres@127.0.0.1:54329/postgres`, on which each test creates
+//! and then drops a database `rempart_test_<random hex>`. `scripts/test` sets
+//! it up.
+
+use std::future::Future;
+
+use rempart_core::{ApiToken, MachineName, MachineRole, Role, Roles, TokenHash, UserName};
+use rempart_store::{Backend, Machine, NewMachine, NewUser, Store, StoreError, User};
+use sqlx::{AnyConnection, Connection, Executor, PgConnection, Row};
+
+const POSTGRES_URL_VAR: &str = "REMPART_TEST_POSTGRES_URL";
+
+/// What each test gets: a store opened on a fresh database, and that
+/// database's URL for raw SQL and for opening it again.
+struct Db {
+    store: Store,
+    url: String,
+}
+
+/// Declares each listed test as two tests, `sqlite::name` and
+/// `postgres::name`. A `store` test is an `async fn(Db)`; a `fresh` test is an
+/// `async fn(String)` given the URL of a database nothing has opened yet.
+macro_rules! on_both_backends {
+    (store: [$($test:ident),* $(,)?], fresh: [$($fresh:ident),* $(,)?] $(,)?) => {
+        on_both_backends!(@backend sqlite, Sqlite, [$($test),*], [$($fresh),*]);
+        on_both_backends!(@backend postgres, Postgres, [$($test),*], [$($fresh),*]);
+    };
+    (@backend $module:ident, $backend:ident, [$($test:ident),*], [$($fresh:ident),*]) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    crate::run(rempart_store::Backend::$backend, crate::$test).await
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $fresh() {
+                    crate::with_database(rempart_store::Backend::$backend, crate::$fresh).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    store: [
+        ping_and_backend,
+        users_create_get_list,
+        duplicate_user_conflicts,
+        disabling_a_user_stops_its_token_at_once,
+        replace_token_revokes_older_tokens,
+        expired_token_is_not_found,
+        unknown_token_is_none,
+        machines_create_list_revoke_lookup,
+        machine_conflicts_on_name_and_fingerprint,
+        migrations_are_idempotent,
+        newer_schema_is_refused,
+        corrupt_rows_are_errors_not_panics,
+    ],
+    fresh: [two_stores_opened_together_share_the_database],
+);
+
+// ---------------------------------------------------------------------------
+// Harness
+
+/// Runs `test` on a store opened on a fresh database of `backend`.
+async fn run<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Db) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    with_database(backend, move |url| async move {
+        let store = Store::open(&url).await.expect("open the store");
+        assert_eq!(store.backend(), backend);
+        test(Db { store, url }).await;
+    })
+    .await
+}
+
+/// Runs `test` with the URL of a fresh, empty database of `backend`, and
+/// removes the database afterwards, also when the test fails.
+async fn with_database<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            // The file does not exist yet: opening must create it.
+            let url = format!("sqlite://{}", dir.path().join("rempart.db").display());
+            let outcome = tokio::spawn(test(url)).await;
+            drop(dir);
+            if let Err(e) = outcome {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+        Backend::Postgres => {
+            let admin_url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+                panic!(
+                    "{POSTGRES_URL_VAR} is not set: run scripts/test, or set it to a PostgreSQL \
+                     admin URL such as postgres://postgres@127.0.0.1:54329/postgres"
+                )
+            });
+            let name = format!("rempart_test_{:016x}", rand::random::<u64>());
+            let mut admin = PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {POSTGRES_URL_VAR}: {e}"));
+            admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create the test database");
+            // Run the test in its own task so that a failure still reaches
+            // the DROP below.
+            let outcome = tokio::spawn(test(with_database_name(&admin_url, &name))).await;
+            // FORCE: ends the connections a failed test left open.
+            let dropped = admin
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await;
+            let _ = admin.close().await;
+            if let Err(e) = outcome {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            dropped.expect("drop the test database");
+        }
+    }
+}
+
+/// The admin URL with its database replaced by `name`.
+fn with_database_name(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{server}/{name}{query}")
+}
+
+/// Runs SQL on the database behind the store's back, as an operator (or a
+/// bug) could.
+async fn raw_sql(url: &str, sql: &str) {
+    let mut conn = AnyConnection::connect(url).await.expect("raw connection");
+    // Through `Executor`: `RawSql::execute`'s future is not provably `Send`.
+    conn.execute(sqlx::raw_sql(sql)).await.expect("raw SQL");
+    conn.close().await.expect("close the raw connection");
+}
+
+/// Fails unless `result` is a [`StoreError::Corrupt`].
+fn is_corrupt(result: Result<(), StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Corrupt { detail }) => assert!(!detail.is_empty()),
+        Err(other) => panic!("{what}: expected corrupt, got the error {other}"),
+        Ok(()) => panic!("{what}: expected corrupt, got a value"),
+    }
+}
+
+fn user_name(name: &str) -> UserName {
+    name.parse().expect("a valid user name")
+}
+
+fn machine_name(name: &str) -> MachineName {
+    name.parse().expect("a valid machine name")
+}
+
+fn roles(roles: &[Role]) -> Roles {
+    Roles::new(roles.iter().copied()).expect("at least one role")
+}
+
+fn new_user(name: &str, with: &[Role]) -> NewUser {
+    NewUser {
+        name: user_name(name),
+        roles: roles(with),
+        email: None,
+        created_at_ms: 1_000,
+    }
+}
+
+fn new_machine(name: &str, fingerprint_byte: u8) -> NewMachine {
+    NewMachine {
+        name: machine_name(name),
+        role: MachineRole::Bastion,
+        cert_sha256: format!("{fingerprint_byte:02x}").repeat(32),
+        cert_serial: "1f2e3d".to_owned(),
+        not_after_ms: 9_000_000,
+        created_at_ms: 2_000,
+        created_by: "alice".to_owned(),
+    }
+}
+
+fn token() -> TokenHash {
+    ApiToken::generate().hash()
+}
+
+// ---------------------------------------------------------------------------
+// Tests, each written once for both backends
+
+async fn ping_and_backend(db: Db) {
+    db.store.ping().await.expect("ping");
+    let clone = db.store.clone();
+    db.store.close().await;
+    // Clones share the pool, so closing one closes all.
+    assert!(matches!(clone.ping().await, Err(StoreError::Backend(_))));
+}
+
+async fn users_create_get_list(db: Db) {
+    let store = &db.store;
+    let alice = NewUser {
+        email: Some("alice@example.org".to_owned()),
+        ..new_user("alice", &[Role::Admin, Role::Security])
+    };
+    let created = store.create_user(&alice).await.expect("create alice");
+    let expected = User {
+        name: user_name("alice"),
+        roles: roles(&[Role::Security, Role::Admin]),
+        email: Some("alice@example.org".to_owned()),
+        created_at_ms: 1_000,
+        disabled_at_ms: None,
+    };
+    assert_eq!(created, expected);
+    assert_eq!(
+        store.get_user(&user_name("alice")).await.expect("get"),
+        Some(expected)
+    );
+    assert_eq!(
+        store.get_user(&user_name("nobody")).await.expect("get"),
+        None
+    );
+
+    // Byte order on both backends: '-' sorts before letters.
+    for name in ["bob", "ab", "a-c"] {
+        store
+            .create_user(&new_user(name, &[Role::Engineer]))
+            .await
+            .expect("create");
+    }
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.name.to_string())
+        .collect();
+    assert_eq!(names, ["a-c", "ab", "alice", "bob"]);
+}
+
+async fn duplicate_user_conflicts(db: Db) {
+    let store = &db.store;
+    store
+        .create_user(&new_user("bob", &[Role::Engineer]))
+        .await
+        .expect("create bob");
+    let again = store.create_user(&new_user("bob", &[Role::Admin])).await;
+    match again {
+        Err(StoreError::Conflict { what }) => assert_eq!(what, "user \"bob\" already exists"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let bob = store
+        .get_user(&user_name("bob"))
+        .await
+        .expect("get")
+        .expect("bob exists");
+    assert_eq!(
+        bob.roles,
+        roles(&[Role::Engineer]),
+        "the first bob is untouched"
+    );
+    assert_eq!(store.list_users().await.expect("list").len(), 1);
+}
+
+async fn disabling_a_user_stops_its_token_at_once(db: Db) {
+    let store = &db.store;
+    let bob = user_name("bob");
+    store
+        .create_user(&new_user("bob", &[Role::Engineer]))
+        .await
+        .expect("create");
+    let hash = token();
+    store
+        .replace_token(&bob, &hash, 10_000, None)
+        .await
+        .expect("token");
+    assert_eq!(
+        store.user_for_token(&hash, 10_001).await.expect("lookup"),
+        Some((bob.clone(), roles(&[Role::Engineer])))
+    );
+
+    let disabled = store.disable_user(&bob, 20_000).await.expect("disable");
+    assert_eq!(disabled.disabled_at_ms, Some(20_000));
+    assert_eq!(
+        store.user_for_token(&hash, 20_001).await.expect("lookup"),
+        None
+    );
+
+    // Idempotent: the first time is kept.
+    let again = store
+        .disable_user(&bob, 30_000)
+        .await
+        .expect("disable again");
+    assert_eq!(again.disabled_at_ms, Some(20_000));
+    assert_eq!(store.get_user(&bob).await.expect("get"), Some(again));
+
+    match store.disable_user(&user_name("nobody"), 1).await {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "user \"nobody\""),
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+async fn replace_token_revokes_older_tokens(db: Db) {
+    let store = &db.store;
+    let (alice, bob) = (user_name("alice"), user_name("bob"));
+    store
+        .create_user(&new_user("alice", &[Role::Admin]))
+        .await
+        .expect("create");
+    store
+        .create_user(&new_user("bob", &[Role::Engineer]))
+        .await
+        .expect("create");
+    let (first, second, bobs) = (token(), token(), token());
+    store
+        .replace_token(&alice, &first, 1_000, None)
+        .await
+        .expect("first");
+    store
+        .replace_token(&bob, &bobs, 1_000, None)
+        .await
+        .expect("bob's");
+    store
+        .replace_token(&alice, &second, 2_000, Some(100_000))
+        .await
+        .expect("second");
+
+    assert_eq!(
+        store.user_for_token(&first, 3_000).await.expect("lookup"),
+        None
+    );
+    let found = store.user_for_token(&second, 3_000).await.expect("lookup");
+    assert_eq!(found.map(|(name, _)| name), Some(alice));
+    // Only alice's tokens were revoked.
+    let found = store.user_for_token(&bobs, 3_000).await.expect("lookup");
+    assert_eq!(found.map(|(name, _)| name), Some(bob));
+
+    let orphan = token();
+    match store
+        .replace_token(&user_name("nobody"), &orphan, 1_000, None)
+        .await
+    {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "user \"nobody\""),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    assert_eq!(
+        store.user_for_token(&orphan, 1_001).await.expect("lookup"),
+        None
+    );
+}
+
+async fn expired_token_is_not_found(db: Db) {
+    let store = &db.store;
+    let carol = user_name("carol");
+    store
+        .create_user(&new_user("carol", &[Role::Security]))
+        .await
+        .expect("create");
+    let hash = token();
+    store
+        .replace_token(&carol, &hash, 1_000, Some(5_000))
+        .await
+        .expect("token");
+    assert!(
+        store
+            .user_for_token(&hash, 4_999)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    // Expired from `expires_at_ms` on.
+    assert_eq!(
+        store.user_for_token(&hash, 5_000).await.expect("lookup"),
+        None
+    );
+    assert_eq!(
+        store.user_for_token(&hash, 9_000).await.expect("lookup"),
+        None
+    );
+}
+
+async fn unknown_token_is_none(db: Db) {
+    let store = &db.store;
+    assert_eq!(
+        store.user_for_token(&token(), 1_000).await.expect("lookup"),
+        None
+    );
+    store
+        .create_user(&new_user("dave", &[Role::Engineer]))
+        .await
+        .expect("create");
+    store
+        .replace_token(&user_name("dave"), &token(), 1_000, None)
+        .await
+        .expect("token");
+    assert_eq!(
+        store.user_for_token(&token(), 1_000).await.expect("lookup"),
+        None
+    );
+}
+
+async fn machines_create_list_revoke_lookup(db: Db) {
+    let store = &db.store;
+    let agent = NewMachine {
+        role: MachineRole::Agent,
+        ..new_machine("web-1", 0xab)
+    };
+    let created = store.create_machine(&agent).await.expect("create web-1");
+    let expected = Machine {
+        name: machine_name("web-1"),
+        role: MachineRole::Agent,
+        cert_sha256: "ab".repeat(32),
+        cert_serial: "1f2e3d".to_owned(),
+        not_after_ms: 9_000_000,
+        created_at_ms: 2_000,
+        created_by: "alice".to_owned(),
+        revoked_at_ms: None,
+    };
+    assert_eq!(created, expected);
+    store
+        .create_machine(&new_machine("bastion-1", 0x01))
+        .await
+        .expect("create bastion-1");
+
+    let listed = store.list_machines().await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["bastion-1", "web-1"]);
+    assert_eq!(listed[1], expected);
+
+    let found = store
+        .machine_for_cert(&"ab".repeat(32))
+        .await
+        .expect("lookup");
+    assert_eq!(found.as_ref(), Some(&expected));
+    // Fingerprints compare as lowercase hex.
+    let found = store
+        .machine_for_cert(&"AB".repeat(32))
+        .await
+        .expect("lookup");
+    assert_eq!(found.as_ref(), Some(&expected));
+    assert_eq!(
+        store
+            .machine_for_cert(&"cd".repeat(32))
+            .await
+            .expect("lookup"),
+        None
+    );
+
+    let revoked = store
+        .revoke_machine(&machine_name("web-1"), 50_000)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.revoked_at_ms, Some(50_000));
+    assert_eq!(
+        store
+            .machine_for_cert(&"ab".repeat(32))
+            .await
+            .expect("lookup"),
+        None
+    );
+    let again = store
+        .revoke_machine(&machine_name("web-1"), 60_000)
+        .await
+        .expect("revoke again");
+    assert_eq!(again.revoked_at_ms, Some(50_000));
+    // History stays: the revoked machine is still listed; the other one
+    // still authenticates.
+    let listed = store.list_machines().await.expect("list");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1], again);
+    assert!(
+        store
+            .machine_for_cert(&"01".repeat(32))
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+
+    match store.revoke_machine(&machine_name("ghost"), 1).await {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "machine \"ghost\""),
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+async fn machine_conflicts_on_name_and_fingerprint(db: Db) {
+    let store = &db.store;
+    store
+        .create_machine(&new_machine("bastion-1", 0x01))
+        .await
+        .expect("create");
+
+    match store.create_machine(&new_machine("bastion-1", 0x02)).await {
+        Err(StoreError::Conflict { what }) => {
+            assert_eq!(what, "machine \"bastion-1\" already exists")
+        }
+        other => panic!("expected a name conflict, got {other:?}"),
+    }
+    match store.create_machine(&new_machine("bastion-2", 0x01)).await {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("certificate"), "{what}"),
+        other => panic!("expected a fingerprint conflict, got {other:?}"),
+    }
+    // A revoked machine's name is never reused.
+    store
+        .revoke_machine(&machine_name("bastion-1"), 3_000)
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store.create_machine(&new_machine("bastion-1", 0x03)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.list_machines().await.expect("list").len(), 1);
+}
+
+async fn migrations_are_idempotent(db: Db) {
+    db.store
+        .create_user(&new_user("alice", &[Role::Admin]))
+        .await
+        .expect("create");
+    let again = Store::open(&db.url).await.expect("open a second time");
+    let third = Store::open(&db.url).await.expect("open a third time");
+    assert!(
+        again
+            .get_user(&user_name("alice"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    third.ping().await.expect("ping");
+
+    let mut conn = AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection");
+    // Through `Executor`: `Query::fetch_all`'s future is not provably `Send`.
+    let versions: Vec<(i64, String)> = conn
+        .fetch_all("SELECT version, name FROM schema_migrations ORDER BY version")
+        .await
+        .expect("read schema_migrations")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(versions, [(1, "identities".to_owned())]);
+    conn.close().await.expect("close");
+}
+
+async fn newer_schema_is_refused(db: Db) {
+    db.store.close().await;
+    raw_sql(
+        &db.url,
+        "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (9999, 'future', 0)",
+    )
+    .await;
+    match Store::open(&db.url).await {
+        Err(StoreError::Migration { version, detail }) => {
+            assert_eq!(version, 9999);
+            assert_eq!(
+                detail,
+                "database schema version 9999 is newer than this rempart knows (1)"
+            );
+        }
+        other => panic!("expected a migration error, got {other:?}"),
+    }
+}
+
+async fn corrupt_rows_are_errors_not_panics(db: Db) {
+    let store = &db.store;
+    let hash = token();
+    raw_sql(
+        &db.url,
+        &format!(
+            "INSERT INTO users (name, roles, created_at_ms) VALUES ('merlin', 'wizard', 1);
+             INSERT INTO api_tokens (token_hash, user_name, created_at_ms)
+                 VALUES ('{}', 'merlin', 1);
+             INSERT INTO machines (name, role, cert_sha256, cert_serial, not_after_ms,
+                                   created_at_ms, created_by)
+                 VALUES ('Not A Name', 'bastion', 'ee', '01', 1, 1, 'x')",
+            hash.to_hex()
+        ),
+    )
+    .await;
+
+    is_corrupt(
+        store.get_user(&user_name("merlin")).await.map(|_| ()),
+        "get_user",
+    );
+    is_corrupt(store.list_users().await.map(|_| ()), "list_users");
+    is_corrupt(
+        store.user_for_token(&hash, 2).await.map(|_| ()),
+        "user_for_token",
+    );
+    is_corrupt(store.list_machines().await.map(|_| ()), "list_machines");
+    is_corrupt(
+        store.machine_for_cert("ee").await.map(|_| ()),
+        "machine_for_cert",
+    );
+    // The rest of the store still works.
+    store
+        .create_user(&new_user("alice", &[Role::Admin]))
+        .await
+        .expect("create");
+    assert!(
+        store
+            .get_user(&user_name("alice"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
+
+async fn two_stores_opened_together_share_the_database(url: String) {
+    // Both run their migrations at once on an empty database: on PostgreSQL
+    // the advisory lock serialises them, on SQLite the write lock does.
+    let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
+    let (a, b) = (a.expect("first store"), b.expect("second store"));
+
+    a.create_user(&new_user("alice", &[Role::Admin]))
+        .await
+        .expect("create via a");
+    assert!(
+        b.get_user(&user_name("alice"))
+            .await
+            .expect("get via b")
+            .is_some()
+    );
+    let hash = token();
+    b.replace_token(&user_name("alice"), &hash, 1_000, None)
+        .await
+        .expect("token via b");
+    assert!(
+        a.user_for_token(&hash, 1_001)
+            .await
+            .expect("lookup via a")
+            .is_some()
+    );
+    b.create_machine(&new_machine("agent-1", 0x07))
+        .await
+        .expect("machine via b");
+    assert_eq!(a.list_machines().await.expect("list via a").len(), 1);
+    a.disable_user(&user_name("alice"), 2_000)
+        .await
+        .expect("disable via a");
+    assert_eq!(
+        b.user_for_token(&hash, 2_001).await.expect("lookup via b"),
+        None
+    );
+}
+
+/// SQLite runs in WAL mode (kept in the file), so readers never wait for the
+/// writer.
+#[tokio::test]
+async fn sqlite_database_is_in_wal_mode() {
+    run(Backend::Sqlite, sqlite_wal).await
+}
+
+async fn sqlite_wal(db: Db) {
+    let mut conn = AnyConnection::connect(&db.url)
+        .await
+        .expect("raw connection");
+    let mode: String = conn
+        .fetch_one("PRAGMA journal_mode")
+        .await
+        .expect("read the journal mode")
+        .get(0);
+    assert_eq!(mode, "wal");
+    conn.close().await.expect("close");
+}
+
+#[test]
+fn admin_url_rewrites() {
+    assert_eq!(
+        with_database_name("postgres://postgres@127.0.0.1:54329/postgres", "t"),
+        "postgres://postgres@127.0.0.1:54329/t"
+    );
+    assert_eq!(
+        with_database_name("postgresql://u:p@h/postgres?sslmode=disable", "t"),
+        "postgresql://u:p@h/t?sslmode=disable"
+    );
+    assert_eq!(
+        with_database_name("postgres://h:5432", "t"),
+        "postgres://h:5432/t"
+    );
+}

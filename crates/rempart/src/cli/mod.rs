@@ -1,0 +1,134 @@
+//! The command line: its definition (clap derive) and the dispatch to each
+//! command's module.
+
+mod connect;
+pub mod logging;
+mod machines;
+mod output;
+mod server;
+mod users;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rempart_config::StoreSetting;
+
+#[derive(Debug, Parser)]
+#[command(name = "rempart", version, about = "Rempart: the security policy as running, provable controls", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: connect::ClientArgs,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub log_format: logging::LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a data directory: settings, CA, server certificate, store and the admin user.
+    Init(InitArgs),
+    /// Run the control plane (initialising an empty data directory first).
+    Serve(ServeArgs),
+    /// Check rempart.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage people's accounts and tokens.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Manage machine identities (mTLS client certificates).
+    #[command(subcommand)]
+    Machine(machines::MachineCommand),
+    /// Show who the server sees you as.
+    Whoami {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the server whether it is up (no credentials needed).
+    Health {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// Long-running commands log at `info` by default, one-shot ones at `warn`.
+    pub fn is_service(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Init(_))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DataDirArg {
+    /// The data directory.
+    #[arg(long, env = "REMPART_DATA_DIR", default_value = "./rempart-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Address to listen on, written into rempart.toml.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// "sqlite" or a postgres:// URL, written into rempart.toml.
+    #[arg(long, env = "REMPART_STORE", hide_env_values = true)]
+    pub store: Option<StoreSetting>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Address to listen on (default: rempart.toml's `listen`, 127.0.0.1:8443).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// "sqlite" or a postgres:// URL (default: rempart.toml's `store`).
+    #[arg(long, env = "REMPART_STORE", hide_env_values = true)]
+    pub store: Option<StoreSetting>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate rempart.toml and the data directory's key files; print warnings.
+    Check {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Check this file instead of the data directory's rempart.toml.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(args) => server::init(args).await,
+        Command::Serve(args) => server::serve(args).await,
+        Command::Config(ConfigCommand::Check { dir, file }) => server::config_check(dir, file),
+        Command::User(command) => users::run(&cli.client, command).await,
+        Command::Machine(command) => machines::run(&cli.client, command).await,
+        Command::Whoami { json } => {
+            let whoami = connect::client(&cli.client)?.whoami().await?;
+            if json {
+                output::json(&whoami)
+            } else {
+                println!("{}", whoami.actor);
+                Ok(())
+            }
+        }
+        Command::Health { json } => {
+            let health = connect::client_without_token(&cli.client)?.health().await?;
+            if json {
+                output::json(&health)
+            } else {
+                println!("{} (rempart {})", health.status, health.version);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `rempart init`, `rempart serve` and `rempart config check`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use rempart_config::Config;
+use rempart_server::{DataDir, InitOptions, Initialised, ServeOptions};
+
+use super::{DataDirArg, InitArgs, ServeArgs};
+
+fn announce(dir: &DataDir, done: &Initialised) {
+    eprintln!(
+        "initialised {}\n  CA certificate: {} (sha256 {})\n  admin token, shown once, also in {} (mode 0600):",
+        dir.root().display(),
+        dir.ca_cert().display(),
+        done.ca_fingerprint,
+        dir.admin_token().display()
+    );
+    println!("{}", done.admin_token.expose());
+}
+
+pub async fn init(args: InitArgs) -> Result<()> {
+    let dir = DataDir::new(args.dir.data_dir);
+    let done = rempart_server::init(
+        &dir,
+        &InitOptions {
+            listen: args.listen,
+            store: args.store,
+        },
+    )
+    .await?;
+    announce(&dir, &done);
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let dir = DataDir::new(args.dir.data_dir);
+    if !dir.is_initialised() {
+        let done = rempart_server::init(
+            &dir,
+            &InitOptions {
+                listen: args.listen,
+                store: args.store.clone(),
+            },
+        )
+        .await?;
+        announce(&dir, &done);
+    }
+    let options = ServeOptions {
+        data_dir: dir,
+        listen: args.listen,
+        store: args.store,
+    };
+    rempart_server::serve(options, |_| {}, shutdown_signal()).await
+}
+
+/// SIGTERM (service managers) or SIGINT (Ctrl-C) starts a graceful shutdown.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+pub fn config_check(dir: DataDirArg, file: Option<PathBuf>) -> Result<()> {
+    let dir = DataDir::new(dir.data_dir);
+    let path = file.unwrap_or_else(|| dir.config());
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::parse(&text, &path.display().to_string())?;
+    let warnings = config.warnings(time::OffsetDateTime::now_utc());
+    for warning in &warnings {
+        eprintln!("warning: {}: {warning}", path.display());
+    }
+    println!("ok: {} ({} warning(s))", path.display(), warnings.len());
+    Ok(())
+}
