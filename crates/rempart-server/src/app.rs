@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
@@ -49,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| refuse_declared_oversize(body_limit, request, next),
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(timed_out))
@@ -81,6 +85,26 @@ pub fn router(state: AppState) -> Router {
         }
     }
     router.with_state(state)
+}
+
+/// Answers 413 from the headers alone when the declared length is over the
+/// limit: the body is never read, so an `Expect: 100-continue` client is told
+/// before it uploads. Bodies without a length are cut by `DefaultBodyLimit`.
+async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is {length} bytes; the limit is {limit} (http.max_body_bytes)"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 async fn not_found() -> ApiError {

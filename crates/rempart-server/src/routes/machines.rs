@@ -50,9 +50,12 @@ pub async fn list(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(request): JsonBody<CreateMachine>,
+    body: Result<JsonBody<CreateMachine>, ApiError>,
 ) -> Result<(StatusCode, Json<IssuedMachine>), ApiError> {
+    // The role is checked before the body is looked at: a caller without it
+    // learns nothing about what a valid body would be.
     caller.require(&[Role::Admin])?;
+    let JsonBody(request) = body?;
     if request.csr_pem.len() > MAX_CSR_BYTES {
         return Err(ApiError::bad_request(
             "csr_pem is larger than any signing request",

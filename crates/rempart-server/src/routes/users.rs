@@ -87,9 +87,12 @@ pub async fn get(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    JsonBody(request): JsonBody<CreateUser>,
+    body: Result<JsonBody<CreateUser>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    // The role is checked before the body is looked at: a caller without it
+    // learns nothing about what a valid body would be.
     caller.require(&[Role::Admin])?;
+    let JsonBody(request) = body?;
     let user = state
         .store
         .create_user(&NewUser {

@@ -10,7 +10,8 @@ pub enum LogFormat {
 }
 
 pub fn init(format: LogFormat, service: bool) {
-    let default = if service { "info" } else { "warn" };
+    // sqlx logs every PostgreSQL notice at info; they are noise here.
+    let default = if service { "info,sqlx=warn" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

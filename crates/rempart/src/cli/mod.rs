@@ -56,9 +56,9 @@ pub enum Command {
 }
 
 impl Command {
-    /// Long-running commands log at `info` by default, one-shot ones at `warn`.
+    /// The long-running command logs at `info` by default, one-shot ones at `warn`.
     pub fn is_service(&self) -> bool {
-        matches!(self, Command::Serve(_) | Command::Init(_))
+        matches!(self, Command::Serve(_))
     }
 }
 

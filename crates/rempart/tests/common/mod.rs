@@ -1,0 +1,320 @@
+//! The harness of the end-to-end tests: a real `rempart serve` process on a
+//! loopback port, on SQLite or on a fresh PostgreSQL database, driven through
+//! the real CLI, `curl` and `openssl s_client`.
+//!
+//! Every process and database a test creates is removed when its guard drops,
+//! also when the test fails.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rempart");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares each listed test function twice: once per storage backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name(super::common::Backend::Postgres) } )*
+        }
+    };
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("REMPART_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "REMPART_TEST_POSTGRES_URL is not set: run scripts/test, which starts a PostgreSQL \
+             for the tests, or point it at one (postgres://user@127.0.0.1:port/postgres)"
+        )
+    })
+}
+
+fn psql(url: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs")
+}
+
+impl PgDatabase {
+    pub fn create() -> PgDatabase {
+        let admin_url = postgres_admin_url();
+        let name = format!("rempart_e2e_{}", random_hex(6));
+        let out = psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        assert!(
+            out.status.success(),
+            "CREATE DATABASE: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Replace the database part of the admin URL.
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_owned())
+            .expect("the URL has a database path");
+        let url = format!("{base}/{name}");
+        PgDatabase {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An initialised data directory (and its database, for PostgreSQL).
+pub struct Deployment {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgDatabase>,
+    pub admin_token: String,
+}
+
+impl Deployment {
+    pub fn init(backend: Backend) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let pg = (backend == Backend::Postgres).then(PgDatabase::create);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("init")
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("REMPART_STORE");
+        if let Some(pg) = &pg {
+            cmd.arg("--store").arg(&pg.url);
+        }
+        let out = cmd.output().expect("rempart init runs");
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let admin_token = String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned();
+        Deployment {
+            backend,
+            dir,
+            pg,
+            admin_token,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir().join("ca.crt")
+    }
+
+    pub fn serve(&self) -> Server {
+        Server::start(&self.data_dir(), &[])
+    }
+}
+
+/// A running `rempart serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub url: String,
+    pub ca_cert: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `rempart serve --data-dir DIR --listen 127.0.0.1:0` and waits
+    /// for its "listening" log line (JSON) to learn the port.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("REMPART_STORE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rempart serve starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                        && event["message"] == "listening"
+                    {
+                        let _ = tx.send(event["address"].as_str().unwrap_or_default().to_owned());
+                    }
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let addr: SocketAddr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().expect("a socket address"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "rempart serve did not start: {:?}",
+                    log.lock().expect("log lock")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            url: format!("https://127.0.0.1:{}", addr.port()),
+            ca_cert: data_dir.join("ca.crt"),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Runs the CLI against this server with `token`.
+    pub fn cli(&self, token: &str, args: &[&str]) -> Output {
+        self.cli_command(args)
+            .env("REMPART_TOKEN", token)
+            .output()
+            .expect("rempart runs")
+    }
+
+    /// The CLI with the server and CA set, and no credential.
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("REMPART_SERVER", &self.url)
+            .env("REMPART_CA_CERT", &self.ca_cert)
+            .env_remove("REMPART_TOKEN")
+            .env_remove("REMPART_TOKEN_FILE")
+            .env_remove("REMPART_CLIENT_CERT")
+            .env_remove("REMPART_CLIENT_KEY")
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// `curl` with the CA pinned: returns (status, body).
+    pub fn curl(&self, args: &[&str]) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--cacert"])
+            .arg(&self.ca_cert)
+            .args(["-o", "-", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("curl printed a status");
+        (status.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        match token {
+            Some(token) => self.curl(&["-H", &format!("Authorization: Bearer {token}"), &url]),
+            None => self.curl(&[&url]),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to end, at most `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the CLI failed the way the project promises: exit 1 and one line.
+pub fn assert_refused(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err:?}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Writes raw bytes to the port and returns what comes back within a second.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
