@@ -152,7 +152,7 @@ impl Config {
             .any(|c| c.as_str().contains("example.com"))
         {
             warnings.push(
-                "security_txt.contact is still the example address: set your security team's"
+                "security_txt.contact is still the example address: set your security team's address"
                     .to_owned(),
             );
         }

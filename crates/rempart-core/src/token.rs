@@ -75,7 +75,8 @@ impl TokenHash {
     }
 
     pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 || !hex.is_ascii() {
+        // Only plain hex digits: `from_str_radix` alone would also take "+f".
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -126,6 +127,7 @@ mod tests {
         let hash = ApiToken::generate().hash();
         assert_eq!(TokenHash::from_hex(&hash.to_hex()), Some(hash));
         assert_eq!(TokenHash::from_hex("zz"), None);
+        assert_eq!(TokenHash::from_hex(&"+f".repeat(32)), None);
         assert_eq!(TokenHash::from_hex(&"é".repeat(32)), None);
     }
 

@@ -207,7 +207,7 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     write_new(&dir.ca_cert(), ca.cert_pem(), 0o644)?;
     issue_server_cert(dir, &ca, &config)?;
 
-    let store = open_store(dir, &config.store).await?;
+    let store = open_store(dir, &config.store, false).await?;
     if !store.list_users().await?.is_empty() {
         store.close().await;
         bail!(
@@ -238,13 +238,21 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     })
 }
 
-pub async fn open_store(dir: &DataDir, setting: &StoreSetting) -> Result<Store> {
+/// Opens the store; `serving` opens it as the sole writer (see
+/// `Store::open_exclusive`): a second `serve` on the same SQLite directory
+/// is refused.
+pub async fn open_store(dir: &DataDir, setting: &StoreSetting, serving: bool) -> Result<Store> {
     if matches!(setting, StoreSetting::Sqlite) && !dir.sqlite().exists() {
         // Create the file ourselves so that it is private from the start.
         write_new(&dir.sqlite(), "", 0o600)?;
     }
     let url = dir.store_url(setting)?;
-    Store::open(url.expose()).await.context("opening the store")
+    let store = if serving {
+        Store::open_exclusive(url.expose()).await
+    } else {
+        Store::open(url.expose()).await
+    };
+    store.context("opening the store")
 }
 
 fn server_names(config: &Config) -> Vec<String> {

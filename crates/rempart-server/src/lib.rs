@@ -59,7 +59,7 @@ pub async fn serve(
         tracing::warn!("{}: {warning}", dir.config().display());
     }
     let credentials = datadir::load_credentials(dir, &config)?;
-    let store = datadir::open_store(dir, &config.store).await?;
+    let store = datadir::open_store(dir, &config.store, true).await?;
     let tls = rempart_tls::server_config(
         &credentials.server_cert_pem,
         credentials.server_key_pem.expose(),
@@ -77,7 +77,7 @@ pub async fn serve(
         metrics: Arc::new(metrics::Metrics::new()),
     };
     let app = app::router(state);
-    tracing::info!(%address, backend = ?store.backend(), "listening");
+    tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);
     listener::serve(listener, Arc::new(tls), app, max_connections, shutdown).await;
     store.close().await;

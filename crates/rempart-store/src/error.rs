@@ -19,6 +19,9 @@ pub enum StoreError {
     /// this binary.
     #[error("migration {version}: {detail}")]
     Migration { version: i64, detail: String },
+    /// Another process already holds this SQLite store as its sole writer.
+    #[error("{detail}")]
+    Locked { detail: String },
     /// Any other error from the database or its driver.
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),

@@ -41,17 +41,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cache;
 mod error;
 mod machines;
 mod migrate;
 mod users;
 
 use std::borrow::Cow;
+use std::fs::{File, TryLockError};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+use cache::IdentityCache;
 pub use error::StoreError;
 pub use machines::{Machine, NewMachine};
 pub use users::{NewUser, User};
@@ -69,6 +74,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Present only when this process is the database's sole writer.
+    identity_cache: Option<Arc<IdentityCache>>,
+    /// Held for the store's lifetime: what makes this process the sole writer.
+    _writer_lock: Option<Arc<File>>,
 }
 
 impl Store {
@@ -79,6 +88,22 @@ impl Store {
     /// Anything else is [`StoreError::BadUrl`], naming only the URL's scheme:
     /// the rest may hold a password.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, false).await
+    }
+
+    /// Opens the database as its sole writer, for the control plane itself.
+    ///
+    /// On SQLite this takes an exclusive lock on `<database>.lock` (another
+    /// process holding it gets [`StoreError::Locked`]) and caches identity
+    /// lookups ([`Store::user_for_token`], [`Store::machine_for_cert`]), which
+    /// this store's own writes invalidate as they commit. On PostgreSQL,
+    /// several nodes write, so this is the same as [`Store::open`]: no cache,
+    /// every lookup reads the database.
+    pub async fn open_exclusive(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, true).await
+    }
+
+    async fn open_with(url: &str, exclusive: bool) -> Result<Store, StoreError> {
         let (backend, url) = match scheme(url) {
             Some("sqlite") => (Backend::Sqlite, sqlite_url(url)?),
             Some("postgres" | "postgresql") => (Backend::Postgres, Cow::Borrowed(url)),
@@ -95,6 +120,10 @@ impl Store {
                         .to_owned(),
                 });
             }
+        };
+        let writer_lock = match (exclusive, backend) {
+            (true, Backend::Sqlite) => Some(Arc::new(lock_sqlite(&url)?)),
+            _ => None,
         };
         sqlx::any::install_default_drivers();
 
@@ -134,11 +163,28 @@ impl Store {
             pool.close().await;
             return Err(e);
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            identity_cache: writer_lock.as_ref().map(|_| Arc::default()),
+            _writer_lock: writer_lock,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether identity lookups are served from memory (sole writer on SQLite).
+    pub fn caches_identities(&self) -> bool {
+        self.identity_cache.is_some()
+    }
+
+    /// Every write to users, tokens or machines calls this once committed.
+    fn identities_changed(&self) {
+        if let Some(cache) = &self.identity_cache {
+            cache.invalidate();
+        }
     }
 
     /// Checks that the database answers.
@@ -179,6 +225,37 @@ fn sqlite_url(url: &str) -> Result<Cow<'_, str>, StoreError> {
         Some(_) => Cow::Owned(format!("{url}&mode=rwc")),
         None => Cow::Owned(format!("{url}?mode=rwc")),
     })
+}
+
+/// Takes the sole-writer lock beside a SQLite database file.
+fn lock_sqlite(url: &str) -> Result<File, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Locked {
+            detail: format!("cannot open {lock_path}: {e}"),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+            detail: format!(
+                "another rempart process is serving this SQLite store ({lock_path} is locked)"
+            ),
+        }),
+        Err(TryLockError::Error(e)) => Err(StoreError::Locked {
+            detail: format!("cannot lock {lock_path}: {e}"),
+        }),
+    }
 }
 
 fn now_ms() -> i64 {

@@ -140,6 +140,7 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound {
             what: describe("machine", name.as_str()),
         })?;
+        self.identities_changed();
         Machine::from_row(&row)
     }
 
@@ -149,14 +150,30 @@ impl Store {
         &self,
         cert_sha256_hex: &str,
     ) -> Result<Option<Machine>, StoreError> {
-        sqlx::query(&format!(
+        let fingerprint = cert_sha256_hex.to_ascii_lowercase();
+        let ticket = match self
+            .identity_cache
+            .as_deref()
+            .map(|c| c.machine(&fingerprint))
+        {
+            Some(Ok(cached)) => return Ok(Some(cached)),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+        let machine = sqlx::query(&format!(
             "SELECT {MACHINE_COLUMNS} FROM machines WHERE cert_sha256 = $1 AND revoked_at_ms IS NULL"
         ))
-        .bind(cert_sha256_hex.to_ascii_lowercase())
+        .bind(&fingerprint)
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
         .map(Machine::from_row)
-        .transpose()
+        .transpose()?;
+        if let (Some(cache), Some(ticket), Some(machine)) =
+            (self.identity_cache.as_deref(), ticket, &machine)
+        {
+            cache.put_machine(ticket, fingerprint, machine.clone());
+        }
+        Ok(machine)
     }
 }

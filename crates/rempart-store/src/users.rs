@@ -4,6 +4,7 @@ use rempart_core::{Roles, TokenHash, UserName};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::cache::CachedUser;
 use crate::error::conflict_or;
 use crate::{Store, StoreError, describe};
 
@@ -120,6 +121,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| user_not_found(name))?;
+        self.identities_changed();
         User::from_row(&row)
     }
 
@@ -163,6 +165,7 @@ impl Store {
             return Err(user_not_found(user));
         }
         tx.commit().await?;
+        self.identities_changed();
         Ok(())
     }
 
@@ -174,8 +177,13 @@ impl Store {
         hash: &TokenHash,
         now_ms: i64,
     ) -> Result<Option<(UserName, Roles)>, StoreError> {
+        let ticket = match self.identity_cache.as_deref().map(|c| c.user(hash, now_ms)) {
+            Some(Ok(cached)) => return Ok(Some((cached.name, cached.roles))),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
         let Some(row) = sqlx::query(
-            "SELECT u.name, u.roles
+            "SELECT u.name, u.roles, t.expires_at_ms
              FROM api_tokens t JOIN users u ON u.name = t.user_name
              WHERE t.token_hash = $1
                AND t.revoked_at_ms IS NULL
@@ -191,7 +199,17 @@ impl Store {
         };
         let name: String = row.try_get(0)?;
         let roles: String = row.try_get(1)?;
+        let expires_at_ms: Option<i64> = row.try_get(2)?;
         let roles = decode_roles(&name, &roles)?;
-        Ok(Some((decode_name(name)?, roles)))
+        let name = decode_name(name)?;
+        if let (Some(cache), Some(ticket)) = (self.identity_cache.as_deref(), ticket) {
+            let cached = CachedUser {
+                name: name.clone(),
+                roles: roles.clone(),
+                expires_at_ms,
+            };
+            cache.put_user(ticket, *hash, cached);
+        }
+        Ok(Some((name, roles)))
     }
 }

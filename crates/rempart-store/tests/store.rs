@@ -62,7 +62,10 @@ on_both_backends!(
         newer_schema_is_refused,
         corrupt_rows_are_errors_not_panics,
     ],
-    fresh: [two_stores_opened_together_share_the_database],
+    fresh: [
+        two_stores_opened_together_share_the_database,
+        the_sole_writer_sees_its_own_changes_at_once,
+    ],
 );
 
 // ---------------------------------------------------------------------------
@@ -656,6 +659,103 @@ async fn two_stores_opened_together_share_the_database(url: String) {
         b.user_for_token(&hash, 2_001).await.expect("lookup via b"),
         None
     );
+}
+
+/// The control plane opens its store as sole writer: on SQLite it then caches
+/// identity lookups, and every change it makes is seen by the next lookup.
+async fn the_sole_writer_sees_its_own_changes_at_once(url: String) {
+    let store = Store::open_exclusive(&url)
+        .await
+        .expect("open as sole writer");
+    let sqlite = store.backend() == Backend::Sqlite;
+    assert_eq!(store.caches_identities(), sqlite);
+    match Store::open_exclusive(&url).await {
+        Err(StoreError::Locked { detail }) if sqlite => {
+            assert!(detail.contains("another rempart process"), "{detail}")
+        }
+        Ok(_) if !sqlite => {} // PostgreSQL: several nodes write.
+        other => panic!("second sole writer: {:?}", other.map(|s| s.backend())),
+    }
+
+    store
+        .create_user(&new_user("alice", &[Role::Engineer]))
+        .await
+        .expect("create");
+    let first = token();
+    store
+        .replace_token(&user_name("alice"), &first, 1_000, Some(5_000))
+        .await
+        .expect("token");
+    for now in [1_001, 1_002] {
+        // The second lookup comes from the cache on SQLite.
+        assert!(
+            store
+                .user_for_token(&first, now)
+                .await
+                .expect("lookup")
+                .is_some()
+        );
+    }
+    // A cached token still expires on time.
+    assert_eq!(
+        store.user_for_token(&first, 5_000).await.expect("lookup"),
+        None
+    );
+
+    let second = token();
+    store
+        .replace_token(&user_name("alice"), &second, 1_003, None)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.user_for_token(&first, 1_004).await.expect("lookup"),
+        None
+    );
+    assert!(
+        store
+            .user_for_token(&second, 1_004)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    store
+        .disable_user(&user_name("alice"), 1_005)
+        .await
+        .expect("disable");
+    assert_eq!(
+        store.user_for_token(&second, 1_006).await.expect("lookup"),
+        None
+    );
+
+    let machine = new_machine("agent-1", 0x42);
+    store.create_machine(&machine).await.expect("machine");
+    for _ in 0..2 {
+        let found = store
+            .machine_for_cert(&machine.cert_sha256)
+            .await
+            .expect("lookup");
+        assert_eq!(found.map(|m| m.name), Some(machine_name("agent-1")));
+    }
+    store
+        .revoke_machine(&machine_name("agent-1"), 2_000)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .machine_for_cert(&machine.cert_sha256)
+            .await
+            .expect("lookup"),
+        None
+    );
+
+    // Closing releases the lock: another process may serve it next.
+    store.close().await;
+    drop(store);
+    if sqlite {
+        Store::open_exclusive(&url)
+            .await
+            .expect("the lock was released");
+    }
 }
 
 /// SQLite runs in WAL mode (kept in the file), so readers never wait for the

@@ -406,6 +406,40 @@ fn usage_errors_exit_2(backend: Backend) {
     assert!(stdout(&out).starts_with("ok"), "{}", stderr(&out));
 }
 
+/// SQLite has one writer: a second `serve` on the same directory is refused
+/// (the first one caches identities on the strength of being the only one).
+#[test]
+fn a_second_server_on_one_sqlite_store_is_refused() {
+    let deployment = Deployment::init(Backend::Sqlite);
+    let first = deployment.serve();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(deployment.data_dir())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let last = stderr(&out)
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("another rempart process is serving this SQLite store"),
+        "{last}"
+    );
+    assert!(
+        first
+            .log()
+            .iter()
+            .any(|l| l.contains(r#""identity_cache":true"#)),
+        "{:?}",
+        first.log()
+    );
+    assert_eq!(first.get("/healthz", None).0, 200);
+}
+
 on_both_backends!(
     init_writes_a_private_data_directory,
     user_lifecycle,
