@@ -194,6 +194,11 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
             &format!("listen = \"{listen}\""),
             1,
         );
+        // The server certificate must also cover the address clients will use.
+        let ip = listen.ip();
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            text = text.replacen("\"::1\"]", &format!("\"::1\", \"{ip}\"]"), 1);
+        }
     }
     if let Some(store) = &options.store {
         text = set_store_line(&text, store);

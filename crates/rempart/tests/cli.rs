@@ -406,6 +406,50 @@ fn usage_errors_exit_2(backend: Backend) {
     assert!(stdout(&out).starts_with("ok"), "{}", stderr(&out));
 }
 
+fn certificate_names(cert: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    stdout(&out)
+}
+
+/// The server certificate covers the names clients use: the listen address
+/// given at init, and whatever `server_names` says at the next start.
+#[test]
+fn server_certificate_follows_the_configured_names() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("data");
+    let out = Command::new(BIN)
+        .args(["init", "--listen", "192.0.2.7:8443", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = certificate_names(&dir.join("server.crt"));
+    assert!(
+        names.contains("IP Address:192.0.2.7") && names.contains("DNS:localhost"),
+        "{names}"
+    );
+
+    let config = dir.join("rempart.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace("\"192.0.2.7\"]", "\"192.0.2.7\", \"rempart.internal\"]");
+    std::fs::write(&config, text).expect("write");
+    let server = Server::start(&dir, &[]);
+    let names = certificate_names(&dir.join("server.crt"));
+    assert!(
+        names.contains("DNS:rempart.internal"),
+        "renewed at start: {names}"
+    );
+    assert_eq!(
+        server.get("/healthz", None).0,
+        200,
+        "served with the new certificate"
+    );
+}
+
 /// SQLite has one writer: a second `serve` on the same directory is refused
 /// (the first one caches identities on the strength of being the only one).
 #[test]
