@@ -97,7 +97,9 @@ pub struct InitOptions {
     pub store: Option<StoreSetting>,
 }
 
-fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
+/// Creates `path` with `mode` from the start (never a world-readable window)
+/// and refuses to overwrite an existing file.
+pub fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

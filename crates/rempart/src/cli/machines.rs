@@ -1,14 +1,12 @@
 //! `rempart machine …`
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use rempart_api::{CreateMachine, Machine};
 use rempart_core::{MachineName, MachineRole};
+use rempart_server::datadir::write_new;
 use rempart_tls::MachineKey;
 
 use super::connect::{ClientArgs, client};
@@ -34,17 +32,6 @@ pub enum MachineCommand {
     },
     /// Revoke a machine identity: its certificate is refused at once.
     Revoke { name: MachineName },
-}
-
-fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_machines(machines: &[Machine]) {

@@ -31,9 +31,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a data directory: settings, CA, server certificate, store and the admin user.
-    Init(InitArgs),
+    Init(NodeArgs),
     /// Run the control plane (initialising an empty data directory first).
-    Serve(ServeArgs),
+    Serve(NodeArgs),
     /// Check rempart.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -69,26 +69,16 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
+/// Where a control-plane node keeps its state and listens: `init` writes
+/// these into rempart.toml; `serve` uses them over rempart.toml's values.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct NodeArgs {
     #[command(flatten)]
     pub dir: DataDirArg,
-    /// Address to listen on, written into rempart.toml.
+    /// Address to listen on [default: rempart.toml's `listen`, 127.0.0.1:8443].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// "sqlite" or a postgres:// URL, written into rempart.toml.
-    #[arg(long, env = "REMPART_STORE", hide_env_values = true)]
-    pub store: Option<StoreSetting>,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub dir: DataDirArg,
-    /// Address to listen on (default: rempart.toml's `listen`, 127.0.0.1:8443).
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-    /// "sqlite" or a postgres:// URL (default: rempart.toml's `store`).
+    /// "sqlite" or a postgres:// URL [default: rempart.toml's `store`, sqlite].
     #[arg(long, env = "REMPART_STORE", hide_env_values = true)]
     pub store: Option<StoreSetting>,
 }

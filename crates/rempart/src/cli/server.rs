@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use rempart_config::Config;
 use rempart_server::{DataDir, InitOptions, Initialised, ServeOptions};
 
-use super::{DataDirArg, InitArgs, ServeArgs};
+use super::{DataDirArg, NodeArgs};
 
 fn announce(dir: &DataDir, done: &Initialised) {
     eprintln!(
@@ -19,32 +19,24 @@ fn announce(dir: &DataDir, done: &Initialised) {
     println!("{}", done.admin_token.expose());
 }
 
-pub async fn init(args: InitArgs) -> Result<()> {
-    let dir = DataDir::new(args.dir.data_dir);
-    let done = rempart_server::init(
-        &dir,
-        &InitOptions {
-            listen: args.listen,
-            store: args.store,
-        },
-    )
-    .await?;
-    announce(&dir, &done);
+async fn init_and_announce(dir: &DataDir, args: &NodeArgs) -> Result<()> {
+    let options = InitOptions {
+        listen: args.listen,
+        store: args.store.clone(),
+    };
+    let done = rempart_server::init(dir, &options).await?;
+    announce(dir, &done);
     Ok(())
 }
 
-pub async fn serve(args: ServeArgs) -> Result<()> {
-    let dir = DataDir::new(args.dir.data_dir);
+pub async fn init(args: NodeArgs) -> Result<()> {
+    init_and_announce(&DataDir::new(&args.dir.data_dir), &args).await
+}
+
+pub async fn serve(args: NodeArgs) -> Result<()> {
+    let dir = DataDir::new(&args.dir.data_dir);
     if !dir.is_initialised() {
-        let done = rempart_server::init(
-            &dir,
-            &InitOptions {
-                listen: args.listen,
-                store: args.store.clone(),
-            },
-        )
-        .await?;
-        announce(&dir, &done);
+        init_and_announce(&dir, &args).await?;
     }
     let options = ServeOptions {
         data_dir: dir,
