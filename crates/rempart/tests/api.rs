@@ -311,10 +311,76 @@ fn metrics_count_requests_by_route(backend: Backend) {
     );
 }
 
+/// A request slower than `request_timeout_secs` gets a 408 JSON answer.
+fn slow_requests_time_out(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let config = deployment.data_dir().join("rempart.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("request_timeout_secs = 30", "request_timeout_secs = 1"),
+    )
+    .expect("write");
+    let server = deployment.serve();
+    let body = format!(
+        r#"{{"name":"slow","roles":["engineer"]}}{}"#,
+        " ".repeat(8 * 1024)
+    );
+    let file = deployment.dir.path().join("slow.json");
+    std::fs::write(&file, body).expect("write");
+    let at_file = format!("@{}", file.display());
+    let started = std::time::Instant::now();
+    let (status, text) = request(
+        &server,
+        "POST",
+        "/v1/users",
+        Some(&deployment.admin_token),
+        &[
+            "--http1.1",
+            "--limit-rate",
+            "1k",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &at_file,
+        ],
+    );
+    assert_eq!(status, 408, "{text}");
+    assert_error_body(&text, "timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A client that connects and never starts TLS is dropped after the handshake
+/// limit (10 s): it cannot hold a connection slot for ever.
+#[test]
+fn silent_connections_are_dropped() {
+    use std::io::Read;
+    let deployment = Deployment::init(Backend::Sqlite);
+    let server = deployment.serve();
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = stream.read(&mut buf);
+    assert!(matches!(read, Ok(0)) || read.is_err(), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(9) && waited < std::time::Duration::from_secs(15),
+        "{waited:?}"
+    );
+}
+
 on_both_backends!(
     public_routes_and_authentication,
     roles_are_enforced,
     bad_input_gets_a_clear_4xx,
     openapi_describes_the_routes,
     metrics_count_requests_by_route,
+    slow_requests_time_out,
 );

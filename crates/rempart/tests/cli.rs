@@ -376,6 +376,56 @@ fn sigterm_shuts_down_gracefully(backend: Backend) {
     }
 }
 
+/// A request in flight when SIGTERM arrives is still answered: the server
+/// stops accepting, drains, then exits 0.
+fn sigterm_drains_requests_in_flight(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let mut server = deployment.serve();
+    // A valid body padded to 8 KiB, uploaded at 2 KiB/s: about 4 s in flight.
+    let body = format!(
+        r#"{{"name":"slow","roles":["engineer"]}}{}"#,
+        " ".repeat(8 * 1024)
+    );
+    let body_file = deployment.dir.path().join("slow.json");
+    std::fs::write(&body_file, body).expect("write");
+    let slow = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--http1.1",
+            "--limit-rate",
+            "2k",
+            "--cacert",
+        ])
+        .arg(&server.ca_cert)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {}", deployment.admin_token),
+        ])
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg(format!("{}/v1/users", server.url))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl starts");
+    std::thread::sleep(Duration::from_millis(1000));
+    let status = server
+        .terminate(Duration::from_secs(20))
+        .expect("stopped within 20 s");
+    let answer = slow.wait_with_output().expect("curl ends");
+    assert_eq!(stdout(&answer), "201", "the request in flight was answered");
+    assert!(status.success(), "{status:?}");
+}
+
 fn usage_errors_exit_2(backend: Backend) {
     let deployment = Deployment::init(backend);
     let server = deployment.serve();
@@ -491,5 +541,6 @@ on_both_backends!(
     serve_initialises_an_empty_directory,
     config_errors_name_key_and_line,
     sigterm_shuts_down_gracefully,
+    sigterm_drains_requests_in_flight,
     usage_errors_exit_2,
 );
