@@ -22,11 +22,11 @@ fn cases(kind: &str) -> Vec<(PathBuf, String)> {
         let entries = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e} (is ../shared/testdata there?)", dir.display()));
         for entry in entries {
-            let path = entry.unwrap().path();
+            let path = entry.expect("a directory entry").path();
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "json") {
-                let text = std::fs::read_to_string(&path).unwrap();
+                let text = std::fs::read_to_string(&path).expect("a readable vector");
                 out.push((path, text));
             }
         }
