@@ -415,7 +415,7 @@ mod tests {
             format!("\n1\n{root}\n"),
             format!("o\n01\n{root}\n"),
             format!("o\n-1\n{root}\n"),
-            format!("o\n1\nAAAA\n"),
+            "o\n1\nAAAA\n".to_string(),
             format!("o\n99999999999999999999999\n{root}\n"),
         ] {
             assert!(Checkpoint::parse(&bad).is_err(), "{bad:?}");
