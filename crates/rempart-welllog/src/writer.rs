@@ -1,0 +1,159 @@
+//! The one writer: a thread that takes appends from a bounded queue, gives
+//! them sequence numbers, and commits them in groups (one write and one
+//! fsync for everything waiting), then acknowledges.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::LogError;
+use crate::files::{self, SEGMENT_BYTES};
+use crate::levels::Levels;
+use crate::segment;
+
+/// Entries committed in one group at most.
+const MAX_GROUP_ENTRIES: usize = 65_536;
+
+/// A batch of canonical entries to append; answered with the sequence
+/// number of its first entry once all of it is on disk.
+#[derive(Debug)]
+pub struct Append {
+    pub payloads: Vec<Vec<u8>>,
+    pub reply: oneshot::Sender<Result<u64, LogError>>,
+}
+
+pub struct Writer {
+    pub root: PathBuf,
+    pub segment: File,
+    pub segment_first: u64,
+    pub segment_len: u64,
+    pub offsets: File,
+    pub levels: Levels,
+    pub next: u64,
+    pub firsts: Arc<RwLock<Vec<u64>>>,
+}
+
+impl Writer {
+    pub fn open_tail(
+        root: PathBuf,
+        recovered: files::Recovered,
+        firsts: Arc<RwLock<Vec<u64>>>,
+    ) -> Result<Writer, LogError> {
+        let first = *recovered.firsts.last().unwrap_or(&0);
+        let path = files::segment_path(&root, first);
+        let io = |e: std::io::Error| LogError::Io(format!("opening the log for writing: {e}"));
+        let segment = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        let offsets = OpenOptions::new()
+            .append(true)
+            .open(files::offsets_path(&root))
+            .map_err(io)?;
+        Ok(Writer {
+            root,
+            segment,
+            segment_first: first,
+            segment_len: recovered.last_segment_len,
+            offsets,
+            levels: recovered.levels,
+            next: recovered.size,
+            firsts,
+        })
+    }
+
+    /// Writes a group; returns the first sequence number of each append.
+    fn commit(&mut self, group: &[Append]) -> Result<Vec<u64>, LogError> {
+        let io = |what: &'static str| move |e: std::io::Error| LogError::Io(format!("{what}: {e}"));
+        let mut buffer = Vec::new();
+        let mut offsets = Vec::new();
+        let mut starts = Vec::with_capacity(group.len());
+        for append in group {
+            starts.push(self.next);
+            for payload in &append.payloads {
+                let record_len = (segment::RECORD_OVERHEAD + payload.len()) as u64;
+                let position = self.segment_len + buffer.len() as u64;
+                if position + record_len > SEGMENT_BYTES && position > segment::HEADER_LEN as u64 {
+                    self.segment
+                        .write_all(&buffer)
+                        .map_err(io("writing a segment"))?;
+                    self.segment.sync_data().map_err(io("syncing a segment"))?;
+                    self.segment_len += buffer.len() as u64;
+                    buffer.clear();
+                    self.start_segment()?;
+                }
+                let offset = self.segment_len + buffer.len() as u64;
+                offsets.extend_from_slice(&offset.to_le_bytes());
+                let leaf = segment::encode_record(&mut buffer, self.next, payload);
+                self.levels.push(leaf).map_err(io("extending the tree"))?;
+                self.next += 1;
+            }
+        }
+        self.segment
+            .write_all(&buffer)
+            .map_err(io("writing a segment"))?;
+        // The acknowledgement's promise: the entries are on disk.
+        self.segment.sync_data().map_err(io("syncing a segment"))?;
+        self.segment_len += buffer.len() as u64;
+        self.offsets
+            .write_all(&offsets)
+            .map_err(io("writing offsets"))?;
+        self.levels.flush().map_err(io("writing the tree"))?;
+        Ok(starts)
+    }
+
+    fn start_segment(&mut self) -> Result<(), LogError> {
+        self.segment = files::create_segment(&self.root, self.next)?;
+        self.segment_first = self.next;
+        self.segment_len = segment::HEADER_LEN as u64;
+        self.firsts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.next);
+        Ok(())
+    }
+
+    /// Runs until every sender is gone. A failed write stops all later ones:
+    /// after an I/O error the files' state is unknown until recovery runs at
+    /// the next start, so the log refuses rather than guesses.
+    pub fn run(mut self, mut queue: mpsc::Receiver<Append>, durable: watch::Sender<u64>) {
+        let mut failed: Option<LogError> = None;
+        while let Some(first) = queue.blocking_recv() {
+            let mut group = vec![first];
+            let mut entries = group[0].payloads.len();
+            while entries < MAX_GROUP_ENTRIES {
+                match queue.try_recv() {
+                    Ok(more) => {
+                        entries += more.payloads.len();
+                        group.push(more);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let outcome = match &failed {
+                Some(err) => Err(err.clone()),
+                None => self.commit(&group),
+            };
+            match outcome {
+                Ok(starts) => {
+                    let _ = durable.send(self.next);
+                    for (append, start) in group.into_iter().zip(starts) {
+                        let _ = append.reply.send(Ok(start));
+                    }
+                }
+                Err(err) => {
+                    if failed.is_none() {
+                        tracing::error!(error = %err, "well-log: a write failed; refusing appends until restart");
+                    }
+                    failed = Some(err.clone());
+                    for append in group {
+                        let _ = append.reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.levels.sync() {
+            tracing::warn!(error = %e, "well-log: syncing the tree at shutdown");
+        }
+    }
+}
