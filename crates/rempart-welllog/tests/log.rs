@@ -2,6 +2,9 @@
 //! recovery after a torn write, and offline verification catching each kind
 //! of tampering.
 
+// Test helpers unwrap like the tests they serve.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::Duration;
 
