@@ -52,7 +52,7 @@ async fn appends_are_numbered_in_order_and_proven() {
         log.append((0..5).map(entry).collect()),
         log.append((0..7).map(entry).collect()),
     );
-    let mut ranges = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+    let mut ranges = [a.unwrap(), b.unwrap(), c.unwrap()];
     ranges.sort_by_key(|r| r.start);
     assert_eq!(ranges[0].start, 0);
     assert_eq!(ranges[1].start, ranges[0].end);
