@@ -169,3 +169,65 @@ mod tests {
         assert!(Email::try_from("alice@example.com".to_owned()).is_ok());
     }
 }
+
+/// The answer to `POST /v1/log/entries`: what is durable, and per line what
+/// was refused and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppendResult {
+    /// Entries written and fsync'd, numbered `first_seq ..= last_seq`.
+    pub accepted: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub rejected: Vec<RejectedLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RejectedLine {
+    /// 1-based line number in the request body.
+    pub line: u64,
+    pub error: String,
+}
+
+/// The latest signed checkpoint of the well-log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    pub origin: String,
+    pub size: u64,
+    /// Base64 SHA-256 root of the Merkle tree of the first `size` entries.
+    pub root: String,
+    /// The checkpoint as a C2SP signed note.
+    pub note: String,
+    /// The log's public key in the signed-note verifier format.
+    pub verifier_key: String,
+}
+
+/// One well-log entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    pub seq: u64,
+    /// Base64 leaf hash: SHA-256(0x00 ‖ canonical entry).
+    pub leaf_hash: String,
+    /// The canonical entry, or null once erased (the leaf hash stays).
+    #[schema(value_type = Object)]
+    pub entry: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProofView {
+    pub seq: u64,
+    pub size: u64,
+    pub leaf_hash: String,
+    /// Base64 hashes, from the leaf upward (RFC 9162 §2.1.3).
+    pub proof: Vec<String>,
+    pub root: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProofView {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub old_root: String,
+    pub new_root: String,
+    /// Base64 hashes (RFC 9162 §2.1.4).
+    pub proof: Vec<String>,
+}

@@ -29,8 +29,8 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-pub use template::default_toml;
-pub use values::{Bounded, ContactUri, ServerName, StoreSetting};
+pub use template::{DEFAULT_ORIGIN, default_toml};
+pub use values::{Bounded, ContactUri, LogOrigin, ServerName, StoreSetting};
 
 /// The whole of `rempart.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -42,6 +42,7 @@ pub struct Config {
     pub tls: TlsSettings,
     pub http: HttpSettings,
     pub tokens: TokenSettings,
+    pub welllog: WellLogSettings,
     pub security_txt: SecurityTxt,
 }
 
@@ -66,6 +67,18 @@ pub struct HttpSettings {
 pub struct TokenSettings {
     /// Days a token from `rempart user token` stays valid; 0 for no expiry.
     pub ttl_days: Bounded<0, 3650>,
+}
+
+/// The well-log, the tamper-evident central log.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WellLogSettings {
+    /// The log's name in its signed checkpoints; unique per deployment.
+    pub origin: LogOrigin,
+    /// Milliseconds between checkpoints while entries arrive (at most one per period).
+    pub checkpoint_interval_ms: Bounded<100, 60_000>,
+    /// Largest body `POST /v1/log/entries` accepts, in bytes.
+    pub max_batch_bytes: Bounded<1024, 268_435_456>,
 }
 
 /// RFC 9116 fields served at `/.well-known/security.txt`.

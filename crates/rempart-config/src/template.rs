@@ -3,8 +3,8 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::values::{Bounded, ContactUri, ServerName, StoreSetting};
-use crate::{Config, HttpSettings, SecurityTxt, TlsSettings, TokenSettings};
+use crate::values::{Bounded, ContactUri, LogOrigin, ServerName, StoreSetting};
+use crate::{Config, HttpSettings, SecurityTxt, TlsSettings, TokenSettings, WellLogSettings};
 
 const LISTEN: &str = "127.0.0.1:8443";
 const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -15,6 +15,10 @@ const REQUEST_TIMEOUT_SECS: i64 = 30;
 const HSTS_MAX_AGE_SECS: i64 = 63_072_000;
 const MAX_CONNECTIONS: i64 = 4096;
 const TOKEN_TTL_DAYS: i64 = 0;
+/// `rempart init` replaces it with a name unique to the deployment.
+pub const DEFAULT_ORIGIN: &str = "rempart.local/welllog";
+const CHECKPOINT_INTERVAL_MS: i64 = 1000;
+const MAX_BATCH_BYTES: i64 = 16 << 20;
 const CONTACT: &str = "mailto:security@example.com";
 const LANGUAGES: [&str; 1] = ["en"];
 
@@ -48,6 +52,12 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
         },
         tokens: TokenSettings {
             ttl_days: Bounded::new_default(TOKEN_TTL_DAYS),
+        },
+        welllog: WellLogSettings {
+            origin: LogOrigin::try_from(DEFAULT_ORIGIN.to_owned())
+                .unwrap_or_else(|_| unreachable!("the default origin is valid")),
+            checkpoint_interval_ms: Bounded::new_default(CHECKPOINT_INTERVAL_MS),
+            max_batch_bytes: Bounded::new_default(MAX_BATCH_BYTES),
         },
         security_txt: SecurityTxt {
             contact: ContactUri::try_from(CONTACT.to_owned())
@@ -110,6 +120,15 @@ max_connections = {MAX_CONNECTIONS}
 [tokens]
 # Days a token issued by `rempart user token` stays valid; 0 means no expiry.
 ttl_days = {TOKEN_TTL_DAYS}
+
+[welllog]
+# The well-log's name in its signed checkpoints (C2SP checkpoint "origin"):
+# unique to this deployment, so that its checkpoints cannot be confused.
+origin = "{DEFAULT_ORIGIN}"
+# Milliseconds between two signed checkpoints while entries arrive.
+checkpoint_interval_ms = {CHECKPOINT_INTERVAL_MS}
+# Largest body of POST /v1/log/entries (JSON lines), in bytes.
+max_batch_bytes = {MAX_BATCH_BYTES}
 
 [security_txt]
 # Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.

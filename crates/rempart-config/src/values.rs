@@ -105,6 +105,35 @@ impl TryFrom<String> for ContactUri {
     }
 }
 
+/// A well-log origin: the key name of its checkpoints (C2SP signed-note),
+/// so no spaces and no `+`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LogOrigin(String);
+
+impl LogOrigin {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LogOrigin {
+    type Error = String;
+    fn try_from(origin: String) -> Result<Self, String> {
+        let bad = origin.is_empty()
+            || origin.len() > 255
+            || origin.contains('+')
+            || origin.chars().any(|c| c.is_whitespace() || c.is_control());
+        if bad {
+            Err(format!(
+                "{origin:?} is not a log origin: 1 to 255 characters, no spaces, no '+'"
+            ))
+        } else {
+            Ok(LogOrigin(origin))
+        }
+    }
+}
+
 /// Where the control plane keeps its state.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

@@ -16,7 +16,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
-use crate::routes::{machines, meta, users};
+use crate::routes::{log, machines, meta, users};
+
+const LOG_ENTRIES: &str = "/v1/log/entries";
 use crate::state::AppState;
 use crate::{auth, metrics};
 
@@ -25,6 +27,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = usize::try_from(http.max_body_bytes.get()).unwrap_or(usize::MAX);
     let timeout = Duration::from_secs(http.request_timeout_secs.get().unsigned_abs());
     let hsts = http.hsts_max_age_secs.get();
+    let batch_limit =
+        usize::try_from(state.config.welllog.max_batch_bytes.get()).unwrap_or(usize::MAX);
 
     // Everything here needs an authenticated caller: the middleware runs
     // before the handler of every route in this router.
@@ -38,6 +42,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{name}/token", post(users::token))
         .route("/v1/machines", get(machines::list).post(machines::create))
         .route("/v1/machines/{name}/revoke", post(machines::revoke))
+        .route(
+            LOG_ENTRIES,
+            post(log::append).layer(DefaultBodyLimit::max(batch_limit)),
+        )
+        .route("/v1/log/entries/{seq}", get(log::entry))
+        .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/proof/inclusion", get(log::inclusion))
+        .route("/v1/log/proof/consistency", get(log::consistency))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let public = Router::new()
@@ -52,7 +64,15 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(receive_small_bodies))
         .layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| refuse_declared_oversize(body_limit, request, next),
+            move |request: Request, next: Next| {
+                // Batches of well-log entries have their own, larger limit.
+                let limit = if request.uri().path() == LOG_ENTRIES {
+                    batch_limit
+                } else {
+                    body_limit
+                };
+                refuse_declared_oversize(limit, request, next)
+            },
         ))
         .layer(
             ServiceBuilder::new()

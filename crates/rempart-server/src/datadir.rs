@@ -54,6 +54,9 @@ impl DataDir {
     pub fn admin_token(&self) -> PathBuf {
         self.root.join("admin.token")
     }
+    pub fn welllog(&self) -> PathBuf {
+        self.root.join("welllog")
+    }
 
     pub fn is_initialised(&self) -> bool {
         self.config().exists()
@@ -188,8 +191,21 @@ pub async fn init(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
 }
 
 async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
+    let ca = CertificateAuthority::generate()?;
+    let ca_fingerprint = rempart_tls::cert_sha256_hex(ca.cert_pem())?;
     let now = OffsetDateTime::now_utc();
     let mut text = rempart_config::default_toml(now);
+    // The well-log's name is unique to this deployment: its CA's fingerprint.
+    let origin = format!(
+        "{}/{}",
+        rempart_config::DEFAULT_ORIGIN,
+        &ca_fingerprint[..16]
+    );
+    text = text.replacen(
+        &format!("origin = \"{}\"", rempart_config::DEFAULT_ORIGIN),
+        &format!("origin = \"{origin}\""),
+        1,
+    );
     if let Some(listen) = options.listen {
         text = text.replacen(
             "listen = \"127.0.0.1:8443\"",
@@ -209,7 +225,6 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     // The configuration may hold a PostgreSQL password: private.
     write_new(&dir.config(), &text, 0o600)?;
 
-    let ca = CertificateAuthority::generate()?;
     write_new(&dir.ca_key(), ca.key_pem().expose(), 0o600)?;
     write_new(&dir.ca_cert(), ca.cert_pem(), 0o644)?;
     issue_server_cert(dir, &ca, &config)?;
@@ -241,7 +256,7 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     write_new(&dir.admin_token(), &format!("{}\n", token.expose()), 0o600)?;
     Ok(Initialised {
         admin_token: Secret::new(token.expose().to_owned()),
-        ca_fingerprint: rempart_tls::cert_sha256_hex(ca.cert_pem())?,
+        ca_fingerprint,
     })
 }
 

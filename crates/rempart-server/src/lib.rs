@@ -13,10 +13,11 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod datadir;
 pub mod error;
-pub mod json;
+pub mod extract;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -70,16 +71,31 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let max_connections = usize::try_from(config.http.max_connections.get()).unwrap_or(1);
+    let welllog = rempart_welllog::WellLog::open(rempart_welllog::Options {
+        dir: dir.welllog(),
+        origin: config.welllog.origin.as_str().to_owned(),
+        checkpoint_every: std::time::Duration::from_millis(
+            config.welllog.checkpoint_interval_ms.get().unsigned_abs(),
+        ),
+        queue: 1024,
+    })
+    .await
+    .context("opening the well-log")?;
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
         ca: Arc::new(credentials.ca),
         metrics: Arc::new(metrics::Metrics::new()),
+        welllog: welllog.clone(),
     };
     let app = app::router(state);
     tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);
     listener::serve(listener, Arc::new(tls), app, max_connections, shutdown).await;
+    // Everything acknowledged is on disk already; a last checkpoint covers it.
+    if let Err(err) = welllog.sign_checkpoint().await {
+        tracing::warn!(error = %err, "well-log: the last checkpoint could not be signed");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{machines, meta, users};
+use crate::routes::{log, machines, meta, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{machines, meta, users};
         meta::healthz, meta::security_txt, meta::whoami, meta::openapi, meta::metrics,
         users::list, users::get, users::create, users::disable, users::token,
         machines::list, machines::create, machines::revoke,
+        log::append, log::checkpoint, log::entry, log::inclusion, log::consistency,
     ),
     modifiers(&SecuritySchemes),
 )]

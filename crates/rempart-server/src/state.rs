@@ -3,6 +3,7 @@ use std::sync::Arc;
 use rempart_config::Config;
 use rempart_store::Store;
 use rempart_tls::CertificateAuthority;
+use rempart_welllog::WellLog;
 
 use crate::metrics::Metrics;
 
@@ -13,4 +14,5 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub ca: Arc<CertificateAuthority>,
     pub metrics: Arc<Metrics>,
+    pub welllog: WellLog,
 }

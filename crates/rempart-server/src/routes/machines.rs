@@ -8,9 +8,10 @@ use rempart_core::{MachineName, Role};
 use rempart_store::NewMachine;
 
 use super::from_ms;
+use crate::audit::{self, object};
 use crate::auth::{Caller, now_ms};
 use crate::error::ApiError;
-use crate::json::JsonBody;
+use crate::extract::JsonBody;
 use crate::state::AppState;
 
 /// A signing request is a few hundred bytes; anything much larger is not one.
@@ -79,7 +80,15 @@ pub async fn create(
             created_by: caller.actor(),
         })
         .await?;
-    tracing::info!(target: "audit", kind = "machine.create", actor = %caller.actor(), machine = %machine.name, role = %machine.role);
+    let details = serde_json::json!({"role": machine.role, "cert_sha256": machine.cert_sha256});
+    audit::record(
+        &state,
+        &caller,
+        "machine.create",
+        format!("machine:{}", machine.name),
+        object(details),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedMachine {
@@ -104,6 +113,13 @@ pub async fn revoke(
         .parse()
         .map_err(|e| ApiError::bad_request(format!("machine name {name:?}: {e}")))?;
     let machine = state.store.revoke_machine(&name, now_ms()).await?;
-    tracing::info!(target: "audit", kind = "machine.revoke", actor = %caller.actor(), machine = %name);
+    audit::record(
+        &state,
+        &caller,
+        "machine.revoke",
+        format!("machine:{name}"),
+        Default::default(),
+    )
+    .await?;
     Ok(Json(to_api(machine)))
 }

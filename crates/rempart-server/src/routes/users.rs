@@ -8,9 +8,10 @@ use rempart_core::{ApiToken, Identity, Role, UserName};
 use rempart_store::NewUser;
 
 use super::from_ms;
+use crate::audit::{self, object};
 use crate::auth::{Caller, now_ms};
 use crate::error::ApiError;
-use crate::json::JsonBody;
+use crate::extract::JsonBody;
 use crate::state::AppState;
 
 fn to_api(user: rempart_store::User) -> User {
@@ -103,7 +104,15 @@ pub async fn create(
         })
         .await?;
     let token = issue_token(&state, &request.name, state.config.tokens.ttl_days.get()).await?;
-    tracing::info!(target: "audit", kind = "user.create", actor = %caller.actor(), user = %user.name, roles = %user.roles);
+    let details = serde_json::json!({"roles": user.roles});
+    audit::record(
+        &state,
+        &caller,
+        "user.create",
+        format!("user:{}", user.name),
+        object(details),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
@@ -136,7 +145,14 @@ pub async fn disable(
         )));
     }
     let user = state.store.disable_user(&name, now_ms()).await?;
-    tracing::info!(target: "audit", kind = "user.disable", actor = %caller.actor(), user = %name);
+    audit::record(
+        &state,
+        &caller,
+        "user.disable",
+        format!("user:{name}"),
+        Default::default(),
+    )
+    .await?;
     Ok(Json(to_api(user)))
 }
 
@@ -160,6 +176,13 @@ pub async fn token(
         return Err(ApiError::conflict(format!("user {name} is disabled")));
     }
     let issued = issue_token(&state, &name, state.config.tokens.ttl_days.get()).await?;
-    tracing::info!(target: "audit", kind = "user.token", actor = %caller.actor(), user = %name);
+    audit::record(
+        &state,
+        &caller,
+        "user.token",
+        format!("user:{name}"),
+        Default::default(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }

@@ -1,0 +1,51 @@
+//! The control plane's own events, written to the well-log like everyone
+//! else's (DESIGN.md: one event schema, one writer API).
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The sender of the control plane's own events.
+pub const SENDER: &str = "rempart:control-plane";
+
+/// Records that `caller` did `kind` to `target`, with `details` beside.
+/// Called after the change committed; the answer waits until the event is on
+/// disk, so an acknowledged change is always in the log.
+pub async fn record(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    target: String,
+    details: Map<String, Value>,
+) -> Result<(), ApiError> {
+    let mut event = details;
+    event.insert("kind".to_owned(), json!(kind));
+    event.insert("actor".to_owned(), json!(caller.actor()));
+    event.insert("target".to_owned(), json!(target));
+    event.insert("outcome".to_owned(), json!("success"));
+    let stamp = rempart_welllog::Stamp {
+        received: OffsetDateTime::now_utc(),
+        sender: SENDER.to_owned(),
+        source: rempart_welllog::Source::Internal,
+    };
+    let entry = rempart_welllog::canonical_entry(Value::Object(event), &stamp).map_err(|e| {
+        tracing::error!(error = %e, kind, "an internal event does not fit the schema");
+        ApiError::unavailable(&e)
+    })?;
+    state.welllog.append(vec![entry]).await.map_err(|e| {
+        tracing::error!(error = %e, kind, "the change was made but could not be written to the well-log");
+        ApiError::unavailable(&e)
+    })?;
+    Ok(())
+}
+
+/// The fields of a `json!({...})` object literal.
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

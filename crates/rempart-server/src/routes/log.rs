@@ -1,0 +1,218 @@
+//! The well-log: ingestion, checkpoints, entries and proofs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use rempart_api::{
+    AppendResult, CheckpointView, ConsistencyProofView, EntryView, ErrorBody, InclusionProofView,
+    RejectedLine,
+};
+use rempart_core::Role;
+use rempart_merkle::Hash;
+use rempart_welllog::{LogError, Source, Stamp};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{PathParam, QueryParams};
+use crate::state::AppState;
+
+/// Media types of a JSON-lines body.
+const JSON_LINES: [&str; 3] = [
+    "application/x-ndjson",
+    "application/jsonl",
+    "application/jsonlines",
+];
+
+fn log_error(err: LogError) -> ApiError {
+    match err {
+        LogError::NotFound(seq) => ApiError::not_found(format!("no entry {seq}")),
+        LogError::Proof(e) => ApiError::bad_request(e.to_string()),
+        other => ApiError::unavailable(&other),
+    }
+}
+
+fn b64(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(Hash::to_base64).collect()
+}
+
+/// Appends JSON lines. Lines that do not fit the event schema are refused
+/// one by one; the others are acknowledged once on disk.
+#[utoipa::path(post, path = "/v1/log/entries", tag = "welllog", security(("bearer" = []), ("mtls" = [])),
+    request_body(content = String, content_type = "application/x-ndjson", description = "one JSON object per line"),
+    responses((status = 200, body = AppendResult), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub async fn append(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<AppendResult>, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if !media.as_deref().is_some_and(|m| JSON_LINES.contains(&m)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send JSON lines with Content-Type: application/x-ndjson",
+        ));
+    }
+    let stamp = Stamp {
+        received: OffsetDateTime::now_utc(),
+        sender: caller.actor(),
+        source: Source::Api,
+    };
+    // Parsing a large batch is CPU work: keep it off the async workers.
+    let (payloads, rejected) = tokio::task::spawn_blocking(move || parse_lines(&body, &stamp))
+        .await
+        .map_err(|e| ApiError::unavailable(&e))??;
+    let accepted = payloads.len() as u64;
+    let range = state.welllog.append(payloads).await.map_err(log_error)?;
+    Ok(Json(AppendResult {
+        accepted,
+        first_seq: (accepted > 0).then_some(range.start),
+        last_seq: (accepted > 0).then(|| range.end - 1),
+        rejected,
+    }))
+}
+
+fn parse_lines(body: &[u8], stamp: &Stamp) -> Result<(Vec<Vec<u8>>, Vec<RejectedLine>), ApiError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body is not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let mut payloads = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let outcome = serde_json::from_str(line)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|value| {
+                rempart_welllog::canonical_entry(value, stamp).map_err(|e| e.to_string())
+            });
+        match outcome {
+            Ok(payload) => payloads.push(payload),
+            Err(error) => rejected.push(RejectedLine {
+                line: index as u64 + 1,
+                error,
+            }),
+        }
+    }
+    if payloads.is_empty() && rejected.is_empty() {
+        return Err(ApiError::bad_request("the body holds no entries"));
+    }
+    Ok((payloads, rejected))
+}
+
+/// The latest signed checkpoint.
+#[utoipa::path(get, path = "/v1/log/checkpoint", tag = "welllog", security(("bearer" = []), ("mtls" = [])),
+    responses((status = 200, body = CheckpointView)))]
+pub async fn checkpoint(State(state): State<AppState>, _caller: Caller) -> Json<CheckpointView> {
+    let latest = state.welllog.checkpoint();
+    Json(CheckpointView {
+        origin: state.config.welllog.origin.as_str().to_owned(),
+        size: latest.size,
+        root: latest.root.to_base64(),
+        note: latest.note,
+        verifier_key: state.welllog.verifier().to_text(),
+    })
+}
+
+/// One entry, with its leaf hash.
+#[utoipa::path(get, path = "/v1/log/entries/{seq}", tag = "welllog", security(("bearer" = [])),
+    params(("seq" = u64, Path)),
+    responses((status = 200, body = EntryView), (status = 404, body = ErrorBody)))]
+pub async fn entry(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(seq): PathParam<u64>,
+) -> Result<Json<EntryView>, ApiError> {
+    caller.require(&[Role::Security, Role::Admin])?;
+    let record = state.welllog.read(seq).map_err(log_error)?;
+    let entry = match &record.payload {
+        Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| ApiError::unavailable(&e))?),
+        None => None,
+    };
+    Ok(Json(EntryView {
+        seq,
+        leaf_hash: record.leaf.to_base64(),
+        entry,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    seq: u64,
+    /// Default: the latest checkpoint's size.
+    size: Option<u64>,
+}
+
+/// The proof that entry `seq` is in the tree of `size` entries.
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", tag = "welllog", security(("bearer" = [])),
+    params(("seq" = u64, Query), ("size" = Option<u64>, Query, description = "default: the latest checkpoint")),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody)))]
+pub async fn inclusion(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<InclusionQuery>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    caller.require(&[Role::Security, Role::Admin])?;
+    let size = query
+        .size
+        .unwrap_or_else(|| state.welllog.checkpoint().size);
+    let log = &state.welllog;
+    let proof = log.inclusion_proof(query.seq, size).map_err(log_error)?;
+    let leaf = log.read(query.seq).map_err(log_error)?.leaf;
+    Ok(Json(InclusionProofView {
+        seq: query.seq,
+        size,
+        leaf_hash: leaf.to_base64(),
+        proof: b64(&proof),
+        root: log.root(size).map_err(log_error)?.to_base64(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    old: u64,
+    /// Default: the latest checkpoint's size.
+    new: Option<u64>,
+}
+
+/// The proof that the tree of `old` entries is a prefix of the tree of `new`.
+#[utoipa::path(get, path = "/v1/log/proof/consistency", tag = "welllog", security(("bearer" = [])),
+    params(("old" = u64, Query), ("new" = Option<u64>, Query, description = "default: the latest checkpoint")),
+    responses((status = 200, body = ConsistencyProofView), (status = 400, body = ErrorBody)))]
+pub async fn consistency(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProofView>, ApiError> {
+    caller.require(&[Role::Security, Role::Admin])?;
+    let log = &state.welllog;
+    let new = query.new.unwrap_or_else(|| log.checkpoint().size);
+    let proof = log.consistency_proof(query.old, new).map_err(log_error)?;
+    Ok(Json(ConsistencyProofView {
+        old_size: query.old,
+        new_size: new,
+        old_root: log.root(query.old).map_err(log_error)?.to_base64(),
+        new_root: log.root(new).map_err(log_error)?.to_base64(),
+        proof: b64(&proof),
+    }))
+}
