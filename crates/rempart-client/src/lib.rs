@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use rempart_api::{
-    CreateMachine, CreateUser, CreatedUser, ErrorBody, Health, IssuedMachine, IssuedToken, Machine,
+    AppendResult, CheckpointView, ConsistencyProofView, CreateMachine, CreateUser, CreatedUser,
+    EntryView, ErrorBody, Health, InclusionProofView, IssuedMachine, IssuedToken, Machine,
     MachineList, User, UserList, WhoAmI,
 };
 use rempart_core::{MachineName, Secret, UserName};
@@ -112,14 +113,27 @@ impl Client {
         path: &str,
         body: Option<&dyn erased::JsonBody>,
     ) -> Result<reqwest::Response, ClientError> {
+        let body = match body {
+            Some(body) => Some(("application/json", body.to_json()?)),
+            None => None,
+        };
+        self.send_bytes(method, path, body).await
+    }
+
+    async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose());
         }
-        if let Some(body) = body {
+        if let Some((content_type, bytes)) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_json()?);
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(bytes);
         }
         let response = request.send().await.map_err(|e| ClientError::Unreachable {
             server: self.base.clone(),
@@ -151,11 +165,7 @@ impl Client {
         body: Option<&dyn erased::JsonBody>,
     ) -> Result<T, ClientError> {
         let response = self.send(method, path, body).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Decode(root_cause(&e)))?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+        decode(response).await
     }
 
     /// Any GET route, as text (security.txt, metrics, the OpenAPI document).
@@ -213,6 +223,53 @@ impl Client {
         self.json(Method::POST, &format!("/v1/machines/{name}/revoke"), None)
             .await
     }
+
+    /// Sends JSON lines to the well-log; the answer says what is durable.
+    pub async fn append_entries(&self, lines: Vec<u8>) -> Result<AppendResult, ClientError> {
+        let body = Some(("application/x-ndjson", lines));
+        decode(
+            self.send_bytes(Method::POST, "/v1/log/entries", body)
+                .await?,
+        )
+        .await
+    }
+
+    pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
+        self.json(Method::GET, "/v1/log/checkpoint", None).await
+    }
+
+    pub async fn entry(&self, seq: u64) -> Result<EntryView, ClientError> {
+        self.json(Method::GET, &format!("/v1/log/entries/{seq}"), None)
+            .await
+    }
+
+    pub async fn inclusion_proof(
+        &self,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<InclusionProofView, ClientError> {
+        let size = size.map(|s| format!("&size={s}")).unwrap_or_default();
+        let path = format!("/v1/log/proof/inclusion?seq={seq}{size}");
+        self.json(Method::GET, &path, None).await
+    }
+
+    pub async fn consistency_proof(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProofView, ClientError> {
+        let new = new.map(|n| format!("&new={n}")).unwrap_or_default();
+        let path = format!("/v1/log/proof/consistency?old={old}{new}");
+        self.json(Method::GET, &path, None).await
+    }
+}
+
+async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Decode(root_cause(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// Request bodies as trait objects, so that one `send` serves every type.

@@ -2,6 +2,7 @@
 //! command's module.
 
 mod connect;
+mod log;
 pub mod logging;
 mod machines;
 mod output;
@@ -43,6 +44,9 @@ pub enum Command {
     /// Manage machine identities (mTLS client certificates).
     #[command(subcommand)]
     Machine(machines::MachineCommand),
+    /// The well-log: append, checkpoints, proofs, offline verification.
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Show who the server sees you as.
     Whoami {
         #[arg(long)]
@@ -102,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check { dir, file }) => server::config_check(dir, file),
         Command::User(command) => users::run(&cli.client, command).await,
         Command::Machine(command) => machines::run(&cli.client, command).await,
+        Command::Log(command) => log::run(&cli.client, command).await,
         Command::Whoami { json } => {
             let whoami = connect::client(&cli.client)?.whoami().await?;
             if json {
