@@ -50,6 +50,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
+        // Bodies are received only once the caller is known (route layers
+        // run last-added first: authentication, then the body).
+        .route_layer(axum::middleware::from_fn(receive_small_bodies))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
 
     let public = Router::new()
@@ -62,7 +65,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(receive_small_bodies))
         .layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
                 // Batches of well-log entries have their own, larger limit.

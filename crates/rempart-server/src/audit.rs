@@ -42,6 +42,17 @@ pub async fn record(
     Ok(())
 }
 
+/// Runs a change and its audit record to the end even if the client goes
+/// away or the request times out: a change that happened is always logged.
+pub async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work).await.map_err(|e| {
+        tracing::error!(error = %e, "a change did not complete");
+        ApiError::unavailable(&e)
+    })?
+}
+
 /// The fields of a `json!({...})` object literal.
 pub fn object(value: Value) -> Map<String, Value> {
     match value {

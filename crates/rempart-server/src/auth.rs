@@ -75,13 +75,17 @@ async fn identify(
         };
     }
     if let Some(peer) = peer {
-        return match state.store.machine_for_cert(&peer.sha256_hex).await? {
+        return match state
+            .store
+            .machine_for_cert(&peer.sha256_hex, now_ms())
+            .await?
+        {
             Some(machine) => Ok(Identity::Machine {
                 name: machine.name,
                 role: machine.role,
             }),
             None => Err(ApiError::unauthorized(
-                "the client certificate is not an active machine identity (unknown or revoked)",
+                "the client certificate is not an active machine identity (unknown, revoked or expired)",
             )),
         };
     }

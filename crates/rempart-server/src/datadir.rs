@@ -72,6 +72,11 @@ impl DataDir {
                 let path = path
                     .to_str()
                     .context("the data directory's path is not UTF-8")?;
+                // The URL would read these as query, fragment or escapes and
+                // open another file than the one we made private and lock.
+                if path.contains(['?', '#', '%']) {
+                    bail!("the data directory's path may not contain '?', '#' or '%': {path}");
+                }
                 Secret::new(format!("sqlite://{path}"))
             }
             StoreSetting::Postgres(url) => url.clone(),
@@ -114,15 +119,23 @@ pub fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// A name no other process picks at the same time.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:09}", std::process::id())
+}
+
 /// Replaces a file atomically (write aside, then rename), with `mode`.
 fn replace(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let aside = path.with_extension("new");
-    let _ = fs::remove_file(&aside);
+    let aside = path.with_extension(format!("new-{}", unique_suffix()));
     write_new(&aside, contents, mode)?;
     fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))
 }
 
-/// Refuses a private file that others can read, as OpenSSH does.
+/// Refuses a private file (or the directory) that others can read or
+/// write, as OpenSSH does.
 fn check_private(path: &Path) -> Result<()> {
     let mode = fs::metadata(path)
         .with_context(|| format!("{}", path.display()))?
@@ -130,7 +143,7 @@ fn check_private(path: &Path) -> Result<()> {
         .mode();
     if mode & 0o077 != 0 {
         bail!(
-            "{} is readable by others (mode {:o}); run chmod 600 on it",
+            "{} is readable by others (mode {:o}); run chmod go-rwx on it",
             path.display(),
             mode & 0o777
         );
@@ -170,8 +183,7 @@ pub async fn init(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = DataDir::new(parent.join(format!(".{name}.init-{}", std::process::id())));
-    let _ = fs::remove_dir_all(staging.root());
+    let staging = DataDir::new(parent.join(format!(".{name}.init-{}", unique_suffix())));
     fs::DirBuilder::new()
         .mode(0o700)
         .create(staging.root())
@@ -301,8 +313,19 @@ pub struct Credentials {
 }
 
 pub fn load_credentials(dir: &DataDir, config: &Config) -> Result<Credentials> {
+    check_private(dir.root())?;
     for private in [dir.ca_key(), dir.server_key(), dir.config()] {
         check_private(&private)?;
+    }
+    let optional = [
+        dir.admin_token(),
+        dir.sqlite(),
+        dir.root().join("rempart.db-wal"),
+        dir.root().join("rempart.db-shm"),
+        dir.welllog().join("signing.key"),
+    ];
+    for private in optional.iter().filter(|p| p.exists()) {
+        check_private(private)?;
     }
     let read =
         |path: PathBuf| fs::read_to_string(&path).with_context(|| format!("{}", path.display()));

@@ -59,8 +59,10 @@ pub async fn serve(
     for warning in config.warnings(time::OffsetDateTime::now_utc()) {
         tracing::warn!("{}: {warning}", dir.config().display());
     }
-    let credentials = datadir::load_credentials(dir, &config)?;
+    // The store first: on SQLite it takes the lock that makes this process
+    // the only one serving the directory, before anything in it is renewed.
     let store = datadir::open_store(dir, &config.store, true).await?;
+    let credentials = datadir::load_credentials(dir, &config)?;
     let tls = rempart_tls::server_config(
         &credentials.server_cert_pem,
         credentials.server_key_pem.expose(),

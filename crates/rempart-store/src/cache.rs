@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use rempart_core::{Roles, TokenHash, UserName};
 
@@ -22,6 +23,9 @@ use crate::Machine;
 /// More distinct credentials than this in use at once is unexpected; the cache
 /// starts over rather than grow.
 const MAX_ENTRIES: usize = 10_000;
+/// A backstop, not the mechanism: every change clears the cache as it
+/// commits, and no entry is served longer than this anyway.
+const MAX_AGE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub(crate) struct CachedUser {
@@ -33,8 +37,8 @@ pub(crate) struct CachedUser {
 #[derive(Debug, Default)]
 struct Entries {
     generation: u64,
-    users: HashMap<TokenHash, CachedUser>,
-    machines: HashMap<String, Machine>,
+    users: HashMap<TokenHash, (Instant, CachedUser)>,
+    machines: HashMap<String, (Instant, Machine)>,
 }
 
 #[derive(Debug, Default)]
@@ -62,16 +66,22 @@ impl IdentityCache {
     pub fn user(&self, hash: &TokenHash, now_ms: i64) -> Result<CachedUser, Ticket> {
         let entries = self.read();
         match entries.users.get(hash) {
-            Some(user) if user.expires_at_ms.is_none_or(|end| end > now_ms) => Ok(user.clone()),
+            Some((at, user))
+                if at.elapsed() < MAX_AGE && user.expires_at_ms.is_none_or(|end| end > now_ms) =>
+            {
+                Ok(user.clone())
+            }
             _ => Err(Ticket(entries.generation)),
         }
     }
 
-    pub fn machine(&self, cert_sha256: &str) -> Result<Machine, Ticket> {
+    pub fn machine(&self, cert_sha256: &str, now_ms: i64) -> Result<Machine, Ticket> {
         let entries = self.read();
         match entries.machines.get(cert_sha256) {
-            Some(machine) => Ok(machine.clone()),
-            None => Err(Ticket(entries.generation)),
+            Some((at, machine)) if at.elapsed() < MAX_AGE && machine.not_after_ms > now_ms => {
+                Ok(machine.clone())
+            }
+            _ => Err(Ticket(entries.generation)),
         }
     }
 
@@ -81,7 +91,7 @@ impl IdentityCache {
             if entries.users.len() >= MAX_ENTRIES {
                 entries.users.clear();
             }
-            entries.users.insert(hash, user);
+            entries.users.insert(hash, (Instant::now(), user));
         }
     }
 
@@ -91,7 +101,9 @@ impl IdentityCache {
             if entries.machines.len() >= MAX_ENTRIES {
                 entries.machines.clear();
             }
-            entries.machines.insert(cert_sha256, machine);
+            entries
+                .machines
+                .insert(cert_sha256, (Instant::now(), machine));
         }
     }
 

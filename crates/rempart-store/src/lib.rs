@@ -180,11 +180,25 @@ impl Store {
         self.identity_cache.is_some()
     }
 
-    /// Every write to users, tokens or machines calls this once committed.
-    fn identities_changed(&self) {
-        if let Some(cache) = &self.identity_cache {
-            cache.invalidate();
-        }
+    /// Runs a change to users, tokens or machines to its end even if the
+    /// caller stops waiting (a client that hangs up, a request timeout), and
+    /// clears the identity cache after it, whatever its outcome: a change
+    /// the database committed is never left hidden behind a cached identity.
+    async fn change_identities<T: Send + 'static>(
+        &self,
+        change: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let cache = self.identity_cache.clone();
+        let task = tokio::spawn(async move {
+            let outcome = change.await;
+            if let Some(cache) = cache {
+                cache.invalidate();
+            }
+            outcome
+        });
+        task.await.map_err(|e| StoreError::Corrupt {
+            detail: format!("an identity change did not complete: {e}"),
+        })?
     }
 
     /// Checks that the database answers.
@@ -343,6 +357,6 @@ mod send_check {
         is_send(s.create_machine(nm));
         is_send(s.list_machines());
         is_send(s.revoke_machine(m, 0));
-        is_send(s.machine_for_cert("x"));
+        is_send(s.machine_for_cert("x", 0));
     }
 }

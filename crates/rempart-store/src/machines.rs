@@ -129,6 +129,16 @@ impl Store {
         name: &MachineName,
         at_ms: i64,
     ) -> Result<Machine, StoreError> {
+        let (store, name) = (self.clone(), name.clone());
+        self.change_identities(async move { store.revoke_machine_now(&name, at_ms).await })
+            .await
+    }
+
+    async fn revoke_machine_now(
+        &self,
+        name: &MachineName,
+        at_ms: i64,
+    ) -> Result<Machine, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE machines SET revoked_at_ms = COALESCE(revoked_at_ms, $2)
              WHERE name = $1 RETURNING {MACHINE_COLUMNS}"
@@ -140,30 +150,33 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound {
             what: describe("machine", name.as_str()),
         })?;
-        self.identities_changed();
         Machine::from_row(&row)
     }
 
     /// The machine a client certificate belongs to, by the lowercase hex
-    /// SHA-256 of its DER encoding. `None` when unknown or revoked.
+    /// SHA-256 of its DER encoding. `None` when unknown, revoked or expired
+    /// (TLS session resumption does not re-check a certificate's validity).
     pub async fn machine_for_cert(
         &self,
         cert_sha256_hex: &str,
+        now_ms: i64,
     ) -> Result<Option<Machine>, StoreError> {
         let fingerprint = cert_sha256_hex.to_ascii_lowercase();
         let ticket = match self
             .identity_cache
             .as_deref()
-            .map(|c| c.machine(&fingerprint))
+            .map(|c| c.machine(&fingerprint, now_ms))
         {
             Some(Ok(cached)) => return Ok(Some(cached)),
             Some(Err(ticket)) => Some(ticket),
             None => None,
         };
         let machine = sqlx::query(&format!(
-            "SELECT {MACHINE_COLUMNS} FROM machines WHERE cert_sha256 = $1 AND revoked_at_ms IS NULL"
+            "SELECT {MACHINE_COLUMNS} FROM machines
+             WHERE cert_sha256 = $1 AND revoked_at_ms IS NULL AND not_after_ms > $2"
         ))
         .bind(&fingerprint)
+        .bind(now_ms)
         .fetch_optional(&self.pool)
         .await?
         .as_ref()

@@ -30,6 +30,9 @@ pub struct User {
 
 const USER_COLUMNS: &str = "name, roles, email, created_at_ms, disabled_at_ms";
 
+/// `roles` holds the admin role (roles are stored as `a,b,c`).
+const IS_ADMIN: &str = "(',' || roles || ',') LIKE '%,admin,%'";
+
 impl User {
     fn from_row(row: &AnyRow) -> Result<User, StoreError> {
         let name: String = row.try_get("name")?;
@@ -110,24 +113,54 @@ impl Store {
     }
 
     /// Disables a user: from now on none of its tokens authenticates.
-    /// Idempotent: disabling again keeps the first `disabled_at_ms`.
+    /// Idempotent: disabling again keeps the first `disabled_at_ms`. The last
+    /// enabled admin is never disabled ([`StoreError::Conflict`]): that
+    /// would lock everyone out.
     pub async fn disable_user(&self, name: &UserName, at_ms: i64) -> Result<User, StoreError> {
+        let (store, name) = (self.clone(), name.clone());
+        self.change_identities(async move { store.disable_user_now(&name, at_ms).await })
+            .await
+    }
+
+    async fn disable_user_now(&self, name: &UserName, at_ms: i64) -> Result<User, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the enabled admins first (row locks on PostgreSQL, the write
+        // lock on SQLite), so that two admins disabling each other at once
+        // are serialised and the count below is the truth.
+        sqlx::query(&format!(
+            "UPDATE users SET name = name WHERE disabled_at_ms IS NULL AND {IS_ADMIN}"
+        ))
+        .execute(&mut *tx)
+        .await?;
         let row = sqlx::query(&format!(
             "UPDATE users SET disabled_at_ms = COALESCE(disabled_at_ms, $2)
              WHERE name = $1 RETURNING {USER_COLUMNS}"
         ))
         .bind(name.as_str())
         .bind(at_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| user_not_found(name))?;
-        self.identities_changed();
-        User::from_row(&row)
+        let user = User::from_row(&row)?;
+        let admins: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM users WHERE disabled_at_ms IS NULL AND {IS_ADMIN}"
+        ))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if admins == 0 && user.roles.contains(rempart_core::Role::Admin) {
+            // Dropping `tx` rolls the change back.
+            return Err(StoreError::Conflict {
+                what: format!("{name} is the last enabled admin; add another admin first"),
+            });
+        }
+        tx.commit().await?;
+        Ok(user)
     }
 
-    /// Gives a user a new token: in one transaction, revokes every active
-    /// token of the user and stores the new hash. [`StoreError::NotFound`] if
-    /// the user does not exist.
+    /// Gives a user a new token: in one transaction, revokes every token of
+    /// the user and stores the new hash. [`StoreError::NotFound`] if the user
+    /// does not exist.
     pub async fn replace_token(
         &self,
         user: &UserName,
@@ -135,23 +168,44 @@ impl Store {
         now_ms: i64,
         expires_at_ms: Option<i64>,
     ) -> Result<(), StoreError> {
+        let (store, user, hash) = (self.clone(), user.clone(), *hash);
+        self.change_identities(async move {
+            store
+                .replace_token_now(&user, &hash, now_ms, expires_at_ms)
+                .await
+        })
+        .await
+    }
+
+    async fn replace_token_now(
+        &self,
+        user: &UserName,
+        hash: &TokenHash,
+        now_ms: i64,
+        expires_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        // A write first, so that on SQLite the transaction takes the write
-        // lock at once (waiting on busy_timeout) instead of failing to
-        // upgrade a read lock later.
+        // Lock the user's row first: two replacements at once are then
+        // serialised, and the second revokes the token the first inserted
+        // (under PostgreSQL's READ COMMITTED it would not see it otherwise).
+        let found = sqlx::query("UPDATE users SET name = name WHERE name = $1")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Err(user_not_found(user));
+        }
         sqlx::query(
             "UPDATE api_tokens SET revoked_at_ms = $2
-             WHERE user_name = $1 AND revoked_at_ms IS NULL
-               AND (expires_at_ms IS NULL OR expires_at_ms > $2)",
+             WHERE user_name = $1 AND revoked_at_ms IS NULL",
         )
         .bind(user.as_str())
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
-        // Inserting from `users` checks the user exists in the same statement.
-        let inserted = sqlx::query(
+        sqlx::query(
             "INSERT INTO api_tokens (token_hash, user_name, created_at_ms, expires_at_ms)
-             SELECT $1, name, $3, $4 FROM users WHERE name = $2",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(hash.to_hex())
         .bind(user.as_str())
@@ -160,12 +214,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, || "this token hash is already stored".to_owned()))?;
-        if inserted.rows_affected() == 0 {
-            // Dropping `tx` rolls back (there was nothing to revoke anyway).
-            return Err(user_not_found(user));
-        }
         tx.commit().await?;
-        self.identities_changed();
         Ok(())
     }
 

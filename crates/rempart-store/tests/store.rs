@@ -61,6 +61,8 @@ on_both_backends!(
         migrations_are_idempotent,
         newer_schema_is_refused,
         corrupt_rows_are_errors_not_panics,
+        the_last_admin_stays_enabled,
+        concurrent_token_replacements_leave_one_token,
     ],
     fresh: [
         two_stores_opened_together_share_the_database,
@@ -445,19 +447,19 @@ async fn machines_create_list_revoke_lookup(db: Db) {
     assert_eq!(listed[1], expected);
 
     let found = store
-        .machine_for_cert(&"ab".repeat(32))
+        .machine_for_cert(&"ab".repeat(32), 1_500)
         .await
         .expect("lookup");
     assert_eq!(found.as_ref(), Some(&expected));
     // Fingerprints compare as lowercase hex.
     let found = store
-        .machine_for_cert(&"AB".repeat(32))
+        .machine_for_cert(&"AB".repeat(32), 1_500)
         .await
         .expect("lookup");
     assert_eq!(found.as_ref(), Some(&expected));
     assert_eq!(
         store
-            .machine_for_cert(&"cd".repeat(32))
+            .machine_for_cert(&"cd".repeat(32), 1_500)
             .await
             .expect("lookup"),
         None
@@ -470,7 +472,7 @@ async fn machines_create_list_revoke_lookup(db: Db) {
     assert_eq!(revoked.revoked_at_ms, Some(50_000));
     assert_eq!(
         store
-            .machine_for_cert(&"ab".repeat(32))
+            .machine_for_cert(&"ab".repeat(32), 1_500)
             .await
             .expect("lookup"),
         None
@@ -487,7 +489,7 @@ async fn machines_create_list_revoke_lookup(db: Db) {
     assert_eq!(listed[1], again);
     assert!(
         store
-            .machine_for_cert(&"01".repeat(32))
+            .machine_for_cert(&"01".repeat(32), 1_500)
             .await
             .expect("lookup")
             .is_some()
@@ -497,6 +499,27 @@ async fn machines_create_list_revoke_lookup(db: Db) {
         Err(StoreError::NotFound { what }) => assert_eq!(what, "machine \"ghost\""),
         other => panic!("expected not found, got {other:?}"),
     }
+    // An expired certificate no longer authenticates, even unrevoked
+    // (TLS session resumption would not check its dates again).
+    store
+        .create_machine(&new_machine("short-lived", 0x33))
+        .await
+        .expect("create");
+    let fingerprint = "33".repeat(32);
+    assert!(
+        store
+            .machine_for_cert(&fingerprint, 8_999_999)
+            .await
+            .expect("lookup")
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .machine_for_cert(&fingerprint, 9_000_000)
+            .await
+            .expect("lookup"),
+        None
+    );
 }
 
 async fn machine_conflicts_on_name_and_fingerprint(db: Db) {
@@ -606,7 +629,7 @@ async fn corrupt_rows_are_errors_not_panics(db: Db) {
     );
     is_corrupt(store.list_machines().await.map(|_| ()), "list_machines");
     is_corrupt(
-        store.machine_for_cert("ee").await.map(|_| ()),
+        store.machine_for_cert("ee", 0).await.map(|_| ()),
         "machine_for_cert",
     );
     // The rest of the store still works.
@@ -623,13 +646,114 @@ async fn corrupt_rows_are_errors_not_panics(db: Db) {
     );
 }
 
+/// The last enabled admin cannot be disabled, even by two admins disabling
+/// each other at the same moment.
+async fn the_last_admin_stays_enabled(db: Db) {
+    let store = &db.store;
+    for round in 0..5 {
+        let (ada, grace) = (format!("ada{round}"), format!("grace{round}"));
+        for name in [&ada, &grace] {
+            store
+                .create_user(&new_user(name, &[Role::Admin]))
+                .await
+                .expect("create");
+        }
+        if round > 0 {
+            // Only ada and grace are enabled admins when they race.
+            let keeper = user_name(&format!("keeper{}", round - 1));
+            store
+                .disable_user(&keeper, 5_000)
+                .await
+                .expect("previous keeper");
+        }
+        let (ada_name, grace_name) = (user_name(&ada), user_name(&grace));
+        let (a, b) = tokio::join!(
+            store.disable_user(&ada_name, 5_000),
+            store.disable_user(&grace_name, 5_000),
+        );
+        let enabled_admins = store
+            .list_users()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|u| u.disabled_at_ms.is_none() && u.roles.contains(Role::Admin))
+            .count();
+        assert_eq!(enabled_admins, 1, "round {round}: {a:?} {b:?}");
+        match (a, b) {
+            (Ok(_), Err(StoreError::Conflict { what }))
+            | (Err(StoreError::Conflict { what }), Ok(_)) => {
+                assert!(what.contains("last enabled admin"), "{what}")
+            }
+            other => panic!("round {round}: exactly one may succeed: {other:?}"),
+        }
+        // Hand over to a keeper, the last admin until the next round.
+        let survivor = if enabled_admin(store, &ada).await {
+            ada
+        } else {
+            grace
+        };
+        store
+            .create_user(&new_user(&format!("keeper{round}"), &[Role::Admin]))
+            .await
+            .expect("keeper");
+        store
+            .disable_user(&user_name(&survivor), 5_000)
+            .await
+            .expect("survivor");
+        store
+            .disable_user(&user_name(&format!("keeper{round}")), 5_000)
+            .await
+            .expect_err("the last admin");
+    }
+}
+
+async fn enabled_admin(store: &Store, name: &str) -> bool {
+    store
+        .get_user(&user_name(name))
+        .await
+        .expect("get")
+        .is_some_and(|u| u.disabled_at_ms.is_none())
+}
+
+/// Two token replacements at once leave exactly one active token.
+async fn concurrent_token_replacements_leave_one_token(db: Db) {
+    let store = &db.store;
+    store
+        .create_user(&new_user("tess", &[Role::Engineer]))
+        .await
+        .expect("create");
+    for round in 0..10 {
+        let (first, second) = (token(), token());
+        let now = 10_000 + round;
+        let tess = user_name("tess");
+        let (a, b) = tokio::join!(
+            store.replace_token(&tess, &first, now, None),
+            store.replace_token(&tess, &second, now, None),
+        );
+        a.expect("first");
+        b.expect("second");
+        let mut active = 0;
+        for hash in [first, second] {
+            if store
+                .user_for_token(&hash, now + 1)
+                .await
+                .expect("lookup")
+                .is_some()
+            {
+                active += 1;
+            }
+        }
+        assert_eq!(active, 1, "round {round}");
+    }
+}
+
 async fn two_stores_opened_together_share_the_database(url: String) {
     // Both run their migrations at once on an empty database: on PostgreSQL
     // the advisory lock serialises them, on SQLite the write lock does.
     let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
     let (a, b) = (a.expect("first store"), b.expect("second store"));
 
-    a.create_user(&new_user("alice", &[Role::Admin]))
+    a.create_user(&new_user("alice", &[Role::Engineer]))
         .await
         .expect("create via a");
     assert!(
@@ -731,7 +855,7 @@ async fn the_sole_writer_sees_its_own_changes_at_once(url: String) {
     store.create_machine(&machine).await.expect("machine");
     for _ in 0..2 {
         let found = store
-            .machine_for_cert(&machine.cert_sha256)
+            .machine_for_cert(&machine.cert_sha256, 1_500)
             .await
             .expect("lookup");
         assert_eq!(found.map(|m| m.name), Some(machine_name("agent-1")));
@@ -742,7 +866,7 @@ async fn the_sole_writer_sees_its_own_changes_at_once(url: String) {
         .expect("revoke");
     assert_eq!(
         store
-            .machine_for_cert(&machine.cert_sha256)
+            .machine_for_cert(&machine.cert_sha256, 1_500)
             .await
             .expect("lookup"),
         None

@@ -19,11 +19,12 @@ use crate::TlsError;
 /// TLS peer we meet (browsers, `openssl`, `psql`, rustls) accepts.
 static KEY_ALGORITHM: &SignatureAlgorithm = &rcgen::PKCS_ECDSA_P256_SHA256;
 
-/// Key algorithms a machine may put in its signing request.
-static ACCEPTED_MACHINE_KEYS: [&SignatureAlgorithm; 3] = [
-    &rcgen::PKCS_ECDSA_P256_SHA256,
-    &rcgen::PKCS_ECDSA_P384_SHA384,
-    &rcgen::PKCS_ED25519,
+/// Key algorithms a machine may put in its signing request, with the length
+/// of their public key (an uncompressed EC point, or an Ed25519 key).
+static ACCEPTED_MACHINE_KEYS: [(&SignatureAlgorithm, usize); 3] = [
+    (&rcgen::PKCS_ECDSA_P256_SHA256, 65),
+    (&rcgen::PKCS_ECDSA_P384_SHA384, 97),
+    (&rcgen::PKCS_ED25519, 32),
 ];
 
 const CA_VALIDITY_DAYS: i64 = 3650;
@@ -177,11 +178,29 @@ impl CertificateAuthority {
             CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::BadCsr {
                 detail: e.to_string(),
             })?;
+        // rcgen names the key after the request's *signature* algorithm; the
+        // key itself must agree with it (a P-256 key signed with SHA-384
+        // would otherwise be certified as a P-384 key).
         let algorithm = csr.public_key.algorithm();
-        if !ACCEPTED_MACHINE_KEYS.contains(&algorithm) {
-            return Err(TlsError::BadCsr {
-                detail: "the key must be ECDSA P-256, ECDSA P-384 or Ed25519".to_owned(),
-            });
+        let key_len = rcgen::PublicKeyData::der_bytes(&csr.public_key).len();
+        let expected_len = ACCEPTED_MACHINE_KEYS
+            .iter()
+            .find(|(accepted, _)| *accepted == algorithm)
+            .map(|(_, len)| *len);
+        match expected_len {
+            Some(len) if len == key_len => {}
+            Some(_) => {
+                return Err(TlsError::BadCsr {
+                    detail: "the key does not match the request's signature algorithm \
+                             (sign a P-256 key with SHA-256, a P-384 key with SHA-384)"
+                        .to_owned(),
+                });
+            }
+            None => {
+                return Err(TlsError::BadCsr {
+                    detail: "the key must be ECDSA P-256, ECDSA P-384 or Ed25519".to_owned(),
+                });
+            }
         }
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -391,6 +410,43 @@ mod tests {
             ca.sign_machine_csr(&tampered, &name, MachineRole::Agent, 1)
                 .is_err()
         );
+    }
+
+    /// A P-256 key in a request signed with SHA-384 must not be certified
+    /// as a P-384 key (rcgen names the key after the signature algorithm).
+    #[test]
+    fn a_key_that_does_not_match_its_signature_algorithm_is_refused() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let name: MachineName = "m".parse().unwrap();
+        let csr = |curve: &str, digest: &str| {
+            let out = std::process::Command::new("openssl")
+                .args(["req", "-new", "-newkey", "ec", "-pkeyopt"])
+                .arg(format!("ec_paramgen_curve:{curve}"))
+                .args([digest, "-nodes", "-subj", "/CN=m", "-keyout", "/dev/null"])
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let mismatched =
+            ca.sign_machine_csr(&csr("P-256", "-sha384"), &name, MachineRole::Agent, 1);
+        assert!(
+            matches!(mismatched, Err(TlsError::BadCsr { .. })),
+            "{mismatched:?}"
+        );
+        for (curve, digest) in [("P-256", "-sha256"), ("P-384", "-sha384")] {
+            let issued = ca
+                .sign_machine_csr(&csr(curve, digest), &name, MachineRole::Agent, 1)
+                .unwrap();
+            // openssl can read the certified key back.
+            let der = first_cert_der(&issued.cert_pem, "test").unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert!(cert.public_key().parsed().is_ok(), "{curve}");
+        }
     }
 
     fn pem_encode(label: &str, der: &[u8]) -> String {

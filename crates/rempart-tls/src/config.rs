@@ -92,10 +92,18 @@ pub fn server_config(
 }
 
 /// A machine's certificate and key, presented to the control plane.
-#[derive(Debug)]
 pub struct ClientIdentity<'a> {
     pub cert_pem: &'a str,
     pub key_pem: &'a str,
+}
+
+impl std::fmt::Debug for ClientIdentity<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<secret>")
+            .finish()
+    }
 }
 
 /// The settings every Rempart client uses: only the deployment's CA is

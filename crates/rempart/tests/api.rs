@@ -376,6 +376,51 @@ fn silent_connections_are_dropped() {
     );
 }
 
+/// A client that completes TLS and then sends nothing (no request, or only
+/// the HTTP/2 preface) loses its connection slot after 10 s.
+#[test]
+fn idle_tls_connections_are_closed() {
+    let deployment = Deployment::init(Backend::Sqlite);
+    let server = deployment.serve();
+    for alpn in ["http/1.1", "h2"] {
+        let started = std::time::Instant::now();
+        let mut client = std::process::Command::new("openssl")
+            .args(["s_client", "-quiet", "-alpn", alpn, "-connect"])
+            .arg(server.addr.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl starts");
+        if alpn == "h2" {
+            use std::io::Write;
+            let stdin = client.stdin.as_mut().expect("stdin");
+            stdin
+                .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                .expect("preface");
+            stdin.flush().expect("flush");
+        }
+        // The server must close it; s_client then exits. Bounded wait.
+        let mut closed = None;
+        while started.elapsed() < std::time::Duration::from_secs(25) {
+            if let Ok(Some(_)) = client.try_wait() {
+                closed = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = client.kill();
+        let _ = client.wait();
+        let closed = closed.unwrap_or_else(|| panic!("{alpn}: still open after 25 s"));
+        assert!(
+            closed >= std::time::Duration::from_secs(9)
+                && closed < std::time::Duration::from_secs(20),
+            "{alpn}: closed after {closed:?}"
+        );
+    }
+    assert_eq!(server.get("/healthz", None).0, 200);
+}
+
 on_both_backends!(
     public_routes_and_authentication,
     roles_are_enforced,

@@ -269,6 +269,36 @@ fn machine_identities_use_mtls(backend: Backend) {
     assert_refused(&out, "already exists");
 }
 
+/// `serve` on an empty directory initialises it but does not print the admin
+/// token: its standard output often goes to a journal or a container log.
+#[test]
+fn serve_keeps_the_admin_token_off_standard_output() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = temp.path().join("fresh");
+    let out_path = temp.path().join("stdout");
+    let stdout_file = std::fs::File::create(&out_path).expect("stdout file");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(stdout_file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let started = std::time::Instant::now();
+    while !dir.join("admin.token").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let token = std::fs::read_to_string(dir.join("admin.token")).expect("token written");
+    let printed = std::fs::read_to_string(&out_path).expect("stdout");
+    assert!(
+        !printed.contains(token.trim()),
+        "the token went to stdout: {printed:?}"
+    );
+}
+
 fn serve_initialises_an_empty_directory(backend: Backend) {
     let temp = tempfile::tempdir().expect("tempdir");
     let dir = temp.path().join("fresh");
@@ -340,20 +370,24 @@ fn config_errors_name_key_and_line(backend: Backend) {
     }
     std::fs::write(&config_path, &good).expect("restore");
 
-    // A private key others can read stops the server, naming the file.
-    let key = dir.join("ca.key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("ca.key is readable by others"),
-        "{}",
-        stderr(&out)
-    );
+    // A private file others can read stops the server, naming the file.
+    let mut privates = vec!["ca.key", "admin.token"];
+    if backend == Backend::Sqlite {
+        privates.push("rempart.db");
+    }
+    for private in privates {
+        let path = dir.join(private);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(1));
+        let expected = format!("{private} is readable by others");
+        assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    }
 }
 
 fn sigterm_shuts_down_gracefully(backend: Backend) {

@@ -8,7 +8,7 @@ use rempart_core::{MachineName, Role};
 use rempart_store::NewMachine;
 
 use super::from_ms;
-use crate::audit::{self, object};
+use crate::audit::{self, detached, object};
 use crate::auth::{Caller, now_ms};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -67,34 +67,31 @@ pub async fn create(
         .ca
         .sign_machine_csr(&request.csr_pem, &request.name, request.role, days)
         .map_err(|e| ApiError::bad_request(format!("csr_pem: {e}")))?;
-    let not_after_ms = issued.not_after.unix_timestamp() * 1000;
-    let machine = state
-        .store
-        .create_machine(&NewMachine {
-            name: request.name,
-            role: request.role,
-            cert_sha256: issued.sha256_hex,
-            cert_serial: issued.serial_hex,
-            not_after_ms,
-            created_at_ms: now_ms(),
-            created_by: caller.actor(),
-        })
-        .await?;
-    let details = serde_json::json!({"role": machine.role, "cert_sha256": machine.cert_sha256});
-    audit::record(
-        &state,
-        &caller,
-        "machine.create",
-        format!("machine:{}", machine.name),
-        object(details),
-    )
+    let new = NewMachine {
+        name: request.name,
+        role: request.role,
+        cert_sha256: issued.sha256_hex.clone(),
+        cert_serial: issued.serial_hex.clone(),
+        not_after_ms: issued.not_after.unix_timestamp() * 1000,
+        created_at_ms: now_ms(),
+        created_by: caller.actor(),
+    };
+    let ca_pem = state.ca.cert_pem().to_owned();
+    let machine = detached(async move {
+        let machine = state.store.create_machine(&new).await?;
+        let details =
+            object(serde_json::json!({"role": machine.role, "cert_sha256": machine.cert_sha256}));
+        let target = format!("machine:{}", machine.name);
+        audit::record(&state, &caller, "machine.create", target, details).await?;
+        Ok(machine)
+    })
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedMachine {
             machine: to_api(machine),
             cert_pem: issued.cert_pem,
-            ca_pem: state.ca.cert_pem().to_owned(),
+            ca_pem,
         }),
     ))
 }
@@ -112,14 +109,19 @@ pub async fn revoke(
     let name: MachineName = name
         .parse()
         .map_err(|e| ApiError::bad_request(format!("machine name {name:?}: {e}")))?;
-    let machine = state.store.revoke_machine(&name, now_ms()).await?;
-    audit::record(
-        &state,
-        &caller,
-        "machine.revoke",
-        format!("machine:{name}"),
-        Default::default(),
-    )
+    let machine = detached(async move {
+        let machine = state.store.revoke_machine(&name, now_ms()).await?;
+        let target = format!("machine:{name}");
+        audit::record(
+            &state,
+            &caller,
+            "machine.revoke",
+            target,
+            Default::default(),
+        )
+        .await?;
+        Ok(machine)
+    })
     .await?;
     Ok(Json(to_api(machine)))
 }

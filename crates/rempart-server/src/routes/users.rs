@@ -8,7 +8,7 @@ use rempart_core::{ApiToken, Identity, Role, UserName};
 use rempart_store::NewUser;
 
 use super::from_ms;
-use crate::audit::{self, object};
+use crate::audit::{self, detached, object};
 use crate::auth::{Caller, now_ms};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -94,24 +94,20 @@ pub async fn create(
     // learns nothing about what a valid body would be.
     caller.require(&[Role::Admin])?;
     let JsonBody(request) = body?;
-    let user = state
-        .store
-        .create_user(&NewUser {
+    let (user, token) = detached(async move {
+        let new = NewUser {
             name: request.name.clone(),
             roles: request.roles,
             email: request.email.map(String::from),
             created_at_ms: now_ms(),
-        })
-        .await?;
-    let token = issue_token(&state, &request.name, state.config.tokens.ttl_days.get()).await?;
-    let details = serde_json::json!({"roles": user.roles});
-    audit::record(
-        &state,
-        &caller,
-        "user.create",
-        format!("user:{}", user.name),
-        object(details),
-    )
+        };
+        let user = state.store.create_user(&new).await?;
+        let token = issue_token(&state, &user.name, state.config.tokens.ttl_days.get()).await?;
+        let details = object(serde_json::json!({"roles": user.roles}));
+        let target = format!("user:{}", user.name);
+        audit::record(&state, &caller, "user.create", target, details).await?;
+        Ok((user, token))
+    })
     .await?;
     Ok((
         StatusCode::CREATED,
@@ -133,25 +129,13 @@ pub async fn disable(
 ) -> Result<Json<User>, ApiError> {
     caller.require(&[Role::Admin])?;
     let name = parse_name(&name)?;
-    // Never lock the deployment out: the last enabled admin stays.
-    let users = state.store.list_users().await?;
-    let enabled_admins: Vec<_> = users
-        .iter()
-        .filter(|u| u.disabled_at_ms.is_none() && u.roles.contains(Role::Admin))
-        .collect();
-    if enabled_admins.len() == 1 && enabled_admins[0].name == name {
-        return Err(ApiError::conflict(format!(
-            "{name} is the last enabled admin; add another admin first"
-        )));
-    }
-    let user = state.store.disable_user(&name, now_ms()).await?;
-    audit::record(
-        &state,
-        &caller,
-        "user.disable",
-        format!("user:{name}"),
-        Default::default(),
-    )
+    // The store refuses to disable the last enabled admin (409).
+    let user = detached(async move {
+        let user = state.store.disable_user(&name, now_ms()).await?;
+        let target = format!("user:{name}");
+        audit::record(&state, &caller, "user.disable", target, Default::default()).await?;
+        Ok(user)
+    })
     .await?;
     Ok(Json(to_api(user)))
 }
@@ -175,14 +159,12 @@ pub async fn token(
     if user.disabled_at_ms.is_some() {
         return Err(ApiError::conflict(format!("user {name} is disabled")));
     }
-    let issued = issue_token(&state, &name, state.config.tokens.ttl_days.get()).await?;
-    audit::record(
-        &state,
-        &caller,
-        "user.token",
-        format!("user:{name}"),
-        Default::default(),
-    )
+    let issued = detached(async move {
+        let issued = issue_token(&state, &name, state.config.tokens.ttl_days.get()).await?;
+        let target = format!("user:{name}");
+        audit::record(&state, &caller, "user.token", target, Default::default()).await?;
+        Ok(issued)
+    })
     .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }

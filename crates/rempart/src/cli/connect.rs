@@ -55,7 +55,10 @@ fn read(path: &Path, what: &str) -> Result<String> {
 fn options(args: &ClientArgs, token: Option<Secret<String>>) -> Result<ClientOptions> {
     let ca_path = match &args.ca_cert {
         Some(path) => path.clone(),
-        None if Path::new(LOCAL_CA).exists() => PathBuf::from(LOCAL_CA),
+        None if Path::new(LOCAL_CA).exists() => {
+            trustworthy_local_ca()?;
+            PathBuf::from(LOCAL_CA)
+        }
         None => bail!(
             "no CA certificate to trust: pass --ca-cert or set REMPART_CA_CERT (the data directory's ca.crt)"
         ),
@@ -73,6 +76,29 @@ fn options(args: &ClientArgs, token: Option<Secret<String>>) -> Result<ClientOpt
         token,
         identity,
     })
+}
+
+/// The implicit CA decides which server gets the token: use it only if no
+/// one but its owner could have put it there.
+fn trustworthy_local_ca() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        Path::new(LOCAL_CA),
+        Path::new("./rempart-data"),
+        Path::new("."),
+    ] {
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("{}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            bail!(
+                "{} is writable by others, so {LOCAL_CA} cannot be trusted implicitly: pass --ca-cert",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn token(args: &ClientArgs) -> Result<Option<Secret<String>>> {

@@ -48,7 +48,7 @@ fn print_machines(machines: &[Machine]) {
                 }
                 .to_owned(),
                 output::time(m.not_after),
-                m.cert_sha256[..16].to_owned(),
+                m.cert_sha256.get(..16).unwrap_or(&m.cert_sha256).to_owned(),
             ]
         })
         .collect();

@@ -8,35 +8,48 @@ use rempart_server::{DataDir, InitOptions, Initialised, ServeOptions};
 
 use super::{DataDirArg, NodeArgs};
 
-fn announce(dir: &DataDir, done: &Initialised) {
+/// Says what `init` made. The admin token is printed only by `rempart init`
+/// itself: when `serve` initialises, standard output is often a journal or a
+/// container log, where a token that never expires must not go.
+fn announce(dir: &DataDir, done: &Initialised, print_token: bool) {
     eprintln!(
-        "initialised {}\n  CA certificate: {} (sha256 {})\n  admin token, shown once, also in {} (mode 0600):",
+        "initialised {}\n  CA certificate: {} (sha256 {})",
         dir.root().display(),
         dir.ca_cert().display(),
         done.ca_fingerprint,
-        dir.admin_token().display()
     );
-    println!("{}", done.admin_token.expose());
+    if print_token {
+        eprintln!(
+            "  admin token, shown once, also in {} (mode 0600):",
+            dir.admin_token().display()
+        );
+        println!("{}", done.admin_token.expose());
+    } else {
+        eprintln!(
+            "  admin token: in {} (mode 0600)",
+            dir.admin_token().display()
+        );
+    }
 }
 
-async fn init_and_announce(dir: &DataDir, args: &NodeArgs) -> Result<()> {
+async fn init_and_announce(dir: &DataDir, args: &NodeArgs, print_token: bool) -> Result<()> {
     let options = InitOptions {
         listen: args.listen,
         store: args.store.clone(),
     };
     let done = rempart_server::init(dir, &options).await?;
-    announce(dir, &done);
+    announce(dir, &done, print_token);
     Ok(())
 }
 
 pub async fn init(args: NodeArgs) -> Result<()> {
-    init_and_announce(&DataDir::new(&args.dir.data_dir), &args).await
+    init_and_announce(&DataDir::new(&args.dir.data_dir), &args, true).await
 }
 
 pub async fn serve(args: NodeArgs) -> Result<()> {
     let dir = DataDir::new(&args.dir.data_dir);
     if !dir.is_initialised() {
-        init_and_announce(&dir, &args).await?;
+        init_and_announce(&dir, &args, false).await?;
     }
     let options = ServeOptions {
         data_dir: dir,
