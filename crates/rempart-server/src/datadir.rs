@@ -304,15 +304,9 @@ fn issue_server_cert(dir: &DataDir, ca: &CertificateAuthority, config: &Config) 
     Ok(())
 }
 
-/// The CA and server certificate, checked and renewed when needed.
-#[derive(Debug)]
-pub struct Credentials {
-    pub ca: CertificateAuthority,
-    pub server_cert_pem: String,
-    pub server_key_pem: Secret<String>,
-}
-
-pub fn load_credentials(dir: &DataDir, config: &Config) -> Result<Credentials> {
+/// Refuses a data directory whose private files (or itself) are open to
+/// group or others.
+pub fn check_private_files(dir: &DataDir) -> Result<()> {
     check_private(dir.root())?;
     for private in [dir.ca_key(), dir.server_key(), dir.config()] {
         check_private(&private)?;
@@ -327,6 +321,19 @@ pub fn load_credentials(dir: &DataDir, config: &Config) -> Result<Credentials> {
     for private in optional.iter().filter(|p| p.exists()) {
         check_private(private)?;
     }
+    Ok(())
+}
+
+/// The CA and server certificate, checked and renewed when needed.
+#[derive(Debug)]
+pub struct Credentials {
+    pub ca: CertificateAuthority,
+    pub server_cert_pem: String,
+    pub server_key_pem: Secret<String>,
+}
+
+pub fn load_credentials(dir: &DataDir, config: &Config) -> Result<Credentials> {
+    check_private_files(dir)?;
     let read =
         |path: PathBuf| fs::read_to_string(&path).with_context(|| format!("{}", path.display()));
     let ca_key = Secret::new(read(dir.ca_key())?);

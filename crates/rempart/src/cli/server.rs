@@ -78,6 +78,9 @@ async fn shutdown_signal() {
 
 pub fn config_check(dir: DataDirArg, file: Option<PathBuf>) -> Result<()> {
     let dir = DataDir::new(dir.data_dir);
+    if file.is_none() {
+        rempart_server::datadir::check_private_files(&dir)?;
+    }
     let path = file.unwrap_or_else(|| dir.config());
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
