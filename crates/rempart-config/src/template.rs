@@ -17,7 +17,7 @@ const MAX_CONNECTIONS: i64 = 4096;
 const TOKEN_TTL_DAYS: i64 = 0;
 /// `rempart init` replaces it with a name unique to the deployment.
 pub const DEFAULT_ORIGIN: &str = "rempart.local/welllog";
-const CHECKPOINT_INTERVAL_MS: i64 = 1000;
+const CHECKPOINT_INTERVAL_MS: i64 = 500;
 const MAX_BATCH_BYTES: i64 = 16 << 20;
 const CONTACT: &str = "mailto:security@example.com";
 const LANGUAGES: [&str; 1] = ["en"];
