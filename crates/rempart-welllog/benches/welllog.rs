@@ -45,8 +45,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
-        .expect("tempdir");
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))
+            .expect("tempdir");
     let per_producer = total / PRODUCERS / BATCH;
 
     // Baseline: the same bytes, the same batches, written and fdatasync'd.
@@ -138,7 +139,8 @@ fn main() {
     )
     .expect("verifier");
     let started = Instant::now();
-    let report = rempart_welllog::verify::verify(&log_dir, &verifier, None, |_| {}).expect("verify");
+    let report =
+        rempart_welllog::verify::verify(&log_dir, &verifier, None, |_| {}).expect("verify");
     let verify_time = started.elapsed();
     assert!(report.problem.is_none(), "{:?}", report.problem);
     let started = Instant::now();
@@ -150,7 +152,10 @@ fn main() {
     let hash_time = started.elapsed();
 
     let rate = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
-    println!("entries: {entries} of {} bytes, {PRODUCERS} producers, batches of {BATCH}", entry(0).len());
+    println!(
+        "entries: {entries} of {} bytes, {PRODUCERS} producers, batches of {BATCH}",
+        entry(0).len()
+    );
     println!(
         "append (durable):   {:>10.0} entries/s   baseline write+fdatasync: {:>10.0} entries/s   ratio {:.2}",
         rate(entries, append_time),
