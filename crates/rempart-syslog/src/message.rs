@@ -140,12 +140,10 @@ fn split_structured_data(tail: &str) -> Option<(Option<String>, &str)> {
         match bytes[i] {
             b'\\' if in_quotes => i += 1,
             b'"' => in_quotes = !in_quotes,
-            b']' if !in_quotes => {
-                // Another element may follow directly.
-                if bytes.get(i + 1) != Some(&b'[') {
-                    depth_closed_at = Some(i);
-                    break;
-                }
+            // Another element may follow directly; otherwise this ends them.
+            b']' if !in_quotes && bytes.get(i + 1) != Some(&b'[') => {
+                depth_closed_at = Some(i);
+                break;
             }
             _ => {}
         }
