@@ -222,6 +222,14 @@ pub struct EntryView {
     pub entry: Option<serde_json::Value>,
 }
 
+/// A run of consecutive entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EntryList {
+    pub entries: Vec<EntryView>,
+    /// The log's size when the list was read: the next `from` to follow it.
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InclusionProofView {
     pub seq: u64,

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use rempart_api::{
     AppendResult, CheckpointView, ConsistencyProofView, CreateMachine, CreateUser, CreatedUser,
-    EntryView, ErrorBody, Health, InclusionProofView, IssuedMachine, IssuedToken, Machine,
-    MachineList, User, UserList, WhoAmI,
+    EntryList, EntryView, ErrorBody, Health, InclusionProofView, IssuedMachine, IssuedToken,
+    Machine, MachineList, User, UserList, WhoAmI,
 };
 use rempart_core::{MachineName, Secret, UserName};
 use reqwest::Method;
@@ -236,6 +236,13 @@ impl Client {
 
     pub async fn checkpoint(&self) -> Result<CheckpointView, ClientError> {
         self.json(Method::GET, "/v1/log/checkpoint", None).await
+    }
+
+    /// Up to `limit` entries from `from` (default: the last `limit`).
+    pub async fn entries(&self, from: Option<u64>, limit: u64) -> Result<EntryList, ClientError> {
+        let from = from.map(|f| format!("&from={f}")).unwrap_or_default();
+        let path = format!("/v1/log/entries?limit={limit}{from}");
+        self.json(Method::GET, &path, None).await
     }
 
     pub async fn entry(&self, seq: u64) -> Result<EntryView, ClientError> {

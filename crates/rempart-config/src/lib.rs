@@ -30,7 +30,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 pub use template::{DEFAULT_ORIGIN, default_toml};
-pub use values::{Bounded, ContactUri, LogOrigin, ServerName, StoreSetting};
+pub use values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 
 /// The whole of `rempart.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -43,6 +43,7 @@ pub struct Config {
     pub http: HttpSettings,
     pub tokens: TokenSettings,
     pub welllog: WellLogSettings,
+    pub syslog: SyslogSettings,
     pub security_txt: SecurityTxt,
 }
 
@@ -79,6 +80,18 @@ pub struct WellLogSettings {
     pub checkpoint_interval_ms: Bounded<100, 60_000>,
     /// Largest body `POST /v1/log/entries` accepts, in bytes.
     pub max_batch_bytes: Bounded<1024, 268_435_456>,
+}
+
+/// Syslog listeners feeding the well-log. Each is off when its address is "".
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSettings {
+    /// Plain TCP (RFC 6587 framing). Unauthenticated.
+    pub tcp: OptionalAddr,
+    /// TLS (RFC 5425), a machine identity's client certificate required.
+    pub tls: OptionalAddr,
+    /// UDP, best effort: datagrams have no acknowledgement and can be lost.
+    pub udp: OptionalAddr,
 }
 
 /// RFC 9116 fields served at `/.well-known/security.txt`.

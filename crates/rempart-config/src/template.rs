@@ -3,8 +3,10 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-use crate::values::{Bounded, ContactUri, LogOrigin, ServerName, StoreSetting};
-use crate::{Config, HttpSettings, SecurityTxt, TlsSettings, TokenSettings, WellLogSettings};
+use crate::values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
+use crate::{
+    Config, HttpSettings, SecurityTxt, SyslogSettings, TlsSettings, TokenSettings, WellLogSettings,
+};
 
 const LISTEN: &str = "127.0.0.1:8443";
 const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -58,6 +60,11 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
                 .unwrap_or_else(|_| unreachable!("the default origin is valid")),
             checkpoint_interval_ms: Bounded::new_default(CHECKPOINT_INTERVAL_MS),
             max_batch_bytes: Bounded::new_default(MAX_BATCH_BYTES),
+        },
+        syslog: SyslogSettings {
+            tcp: OptionalAddr(None),
+            tls: OptionalAddr(None),
+            udp: OptionalAddr(None),
         },
         security_txt: SecurityTxt {
             contact: ContactUri::try_from(CONTACT.to_owned())
@@ -129,6 +136,18 @@ origin = "{DEFAULT_ORIGIN}"
 checkpoint_interval_ms = {CHECKPOINT_INTERVAL_MS}
 # Largest body of POST /v1/log/entries (JSON lines), in bytes.
 max_batch_bytes = {MAX_BATCH_BYTES}
+
+[syslog]
+# Syslog listeners that feed the well-log; "" turns one off. Messages may use
+# RFC 5424 or RFC 3164, framed by LF or by octet counting (RFC 6587).
+# Plain TCP: anyone who reaches it can write; bind it to loopback or a trusted
+# network only, e.g. "127.0.0.1:5140".
+tcp = ""
+# TLS (RFC 5425): senders present a machine identity's client certificate.
+# The usual port is 6514, e.g. "0.0.0.0:6514".
+tls = ""
+# UDP, best effort: a datagram has no acknowledgement and can be lost.
+udp = ""
 
 [security_txt]
 # Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.

@@ -134,6 +134,23 @@ impl TryFrom<String> for LogOrigin {
     }
 }
 
+/// A socket address, or "" for "off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OptionalAddr(pub Option<std::net::SocketAddr>);
+
+impl TryFrom<String> for OptionalAddr {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        text.parse()
+            .map(|addr| OptionalAddr(Some(addr)))
+            .map_err(|_| format!("{text:?} is not an address and port (or \"\" for off)"))
+    }
+}
+
 /// Where the control plane keeps its state.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

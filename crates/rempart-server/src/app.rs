@@ -44,7 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/machines/{name}/revoke", post(machines::revoke))
         .route(
             LOG_ENTRIES,
-            post(log::append).layer(DefaultBodyLimit::max(batch_limit)),
+            post(log::append)
+                .layer(DefaultBodyLimit::max(batch_limit))
+                .get(log::list),
         )
         .route("/v1/log/entries/{seq}", get(log::entry))
         .route("/v1/log/checkpoint", get(log::checkpoint))

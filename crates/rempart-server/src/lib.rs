@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod syslog;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -90,10 +91,18 @@ pub async fn serve(
         metrics: Arc::new(metrics::Metrics::new()),
         welllog: welllog.clone(),
     };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let machine_tls = rempart_tls::server_config_for_machines(
+        &credentials.server_cert_pem,
+        credentials.server_key_pem.expose(),
+        state.ca.cert_pem(),
+    )?;
+    syslog::start(&state, Some(Arc::new(machine_tls)), stop).await?;
     let app = app::router(state);
     tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);
     listener::serve(listener, Arc::new(tls), app, max_connections, shutdown).await;
+    let _ = stop_tx.send(true);
     // Everything acknowledged is on disk already; a last checkpoint covers it.
     if let Err(err) = welllog.sign_checkpoint().await {
         tracing::warn!(error = %err, "well-log: the last checkpoint could not be signed");

@@ -20,6 +20,9 @@ pub struct Framer {
     buffer: Vec<u8>,
     /// Bytes of an oversized LF frame still to drop, up to its LF.
     skipping: bool,
+    /// How far the buffer is known to hold no LF: a line that arrives a byte
+    /// at a time is then scanned once, not once per byte.
+    searched: usize,
 }
 
 impl Framer {
@@ -39,13 +42,20 @@ impl Framer {
                     }
                     None => {
                         self.buffer.clear();
+                        self.searched = 0;
                         return None;
                     }
                 }
             }
             let first = *self.buffer.first()?;
             if first == b'\n' || first == b'\r' {
-                self.buffer.remove(0);
+                let blank = self
+                    .buffer
+                    .iter()
+                    .take_while(|b| **b == b'\n' || **b == b'\r')
+                    .count();
+                self.buffer.drain(..blank);
+                self.searched = 0;
                 continue;
             }
             if first.is_ascii_digit() {
@@ -88,11 +98,22 @@ impl Framer {
         }
         let frame = self.buffer[start..start + count].to_vec();
         self.buffer.drain(..start + count);
+        self.searched = 0;
         Some(Ok(frame))
     }
 
     fn lf_terminated(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
-        match self.buffer.iter().position(|b| *b == b'\n') {
+        let from = self.searched.min(self.buffer.len());
+        let found = self.buffer[from..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| from + i);
+        self.searched = if found.is_some() {
+            0
+        } else {
+            self.buffer.len()
+        };
+        match found {
             Some(end) if end > MAX_FRAME => {
                 self.buffer.drain(..=end);
                 Some(Err(FrameError::TooLarge(end)))
@@ -108,6 +129,7 @@ impl Framer {
             None if self.buffer.len() > MAX_FRAME => {
                 let len = self.buffer.len();
                 self.buffer.clear();
+                self.searched = 0;
                 self.skipping = true;
                 Some(Err(FrameError::TooLarge(len)))
             }

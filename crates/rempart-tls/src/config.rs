@@ -75,11 +75,33 @@ pub fn server_config(
     key_pem: &str,
     client_ca_pem: &str,
 ) -> Result<ServerConfig, TlsError> {
+    build_server_config(cert_pem, key_pem, client_ca_pem, false)
+}
+
+/// For endpoints only machines use (syslog over TLS): a client certificate
+/// that chains to `client_ca_pem` is required to finish the handshake.
+pub fn server_config_for_machines(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+) -> Result<ServerConfig, TlsError> {
+    build_server_config(cert_pem, key_pem, client_ca_pem, true)
+}
+
+fn build_server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: &str,
+    require_client_cert: bool,
+) -> Result<ServerConfig, TlsError> {
     let provider = crypto_provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(client_ca_pem)?, provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+    let builder =
+        WebPkiClientVerifier::builder_with_provider(roots(client_ca_pem)?, provider.clone());
+    let verifier = if require_client_cert {
+        builder.build()?
+    } else {
+        builder.allow_unauthenticated().build()?
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
@@ -87,7 +109,9 @@ pub fn server_config(
             certs(cert_pem, "server certificate")?,
             private_key(key_pem, "server key")?,
         )?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if !require_client_cert {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     Ok(config)
 }
 

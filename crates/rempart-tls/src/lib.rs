@@ -37,7 +37,9 @@ pub use ca::{
     CertSummary, CertificateAuthority, IssuedCert, IssuedKeyPair, MachineKey, cert_sha256_hex,
     cert_summary, der_sha256_hex,
 };
-pub use config::{ClientIdentity, client_config, crypto_provider, server_config};
+pub use config::{
+    ClientIdentity, client_config, crypto_provider, server_config, server_config_for_machines,
+};
 
 /// What went wrong while building or reading certificates and TLS settings.
 #[derive(Debug, thiserror::Error)]

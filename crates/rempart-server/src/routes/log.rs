@@ -5,8 +5,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rempart_api::{
-    AppendResult, CheckpointView, ConsistencyProofView, EntryView, ErrorBody, InclusionProofView,
-    RejectedLine,
+    AppendResult, CheckpointView, ConsistencyProofView, EntryList, EntryView, ErrorBody,
+    InclusionProofView, RejectedLine,
 };
 use rempart_core::Role;
 use rempart_merkle::Hash;
@@ -132,6 +132,47 @@ pub async fn checkpoint(State(state): State<AppState>, _caller: Caller) -> Json<
     })
 }
 
+fn view(seq: u64, record: rempart_welllog::Record) -> Result<EntryView, ApiError> {
+    let entry = match &record.payload {
+        Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| ApiError::unavailable(&e))?),
+        None => None,
+    };
+    Ok(EntryView {
+        seq,
+        leaf_hash: record.leaf.to_base64(),
+        entry,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The first sequence number; default: the last `limit` entries.
+    from: Option<u64>,
+    /// At most 1000; default 100.
+    limit: Option<u64>,
+}
+
+/// Consecutive entries from `from` (for `rempart log tail`).
+#[utoipa::path(get, path = "/v1/log/entries", tag = "welllog", security(("bearer" = [])),
+    params(("from" = Option<u64>, Query), ("limit" = Option<u64>, Query)),
+    responses((status = 200, body = EntryList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<EntryList>, ApiError> {
+    caller.require(&[Role::Security, Role::Admin])?;
+    let size = state.welllog.size();
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let from = query.from.unwrap_or_else(|| size.saturating_sub(limit));
+    let mut entries = Vec::new();
+    for seq in from..size.min(from.saturating_add(limit)) {
+        entries.push(view(seq, state.welllog.read(seq).map_err(log_error)?)?);
+    }
+    Ok(Json(EntryList { entries, size }))
+}
+
 /// One entry, with its leaf hash.
 #[utoipa::path(get, path = "/v1/log/entries/{seq}", tag = "welllog", security(("bearer" = [])),
     params(("seq" = u64, Path)),
@@ -143,15 +184,7 @@ pub async fn entry(
 ) -> Result<Json<EntryView>, ApiError> {
     caller.require(&[Role::Security, Role::Admin])?;
     let record = state.welllog.read(seq).map_err(log_error)?;
-    let entry = match &record.payload {
-        Some(bytes) => Some(serde_json::from_slice(bytes).map_err(|e| ApiError::unavailable(&e))?),
-        None => None,
-    };
-    Ok(Json(EntryView {
-        seq,
-        leaf_hash: record.leaf.to_base64(),
-        entry,
-    }))
+    Ok(Json(view(seq, record)?))
 }
 
 #[derive(Debug, Deserialize)]

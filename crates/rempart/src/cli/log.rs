@@ -29,6 +29,21 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the last entries, or those from --from; -f follows new ones.
+    Tail {
+        /// The first sequence number to show [default: the last -n entries].
+        #[arg(long)]
+        from: Option<u64>,
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: u64,
+        /// Keep following the log as it grows (until interrupted).
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show one entry.
     Show {
         seq: u64,
@@ -181,6 +196,38 @@ pub async fn run(args: &ClientArgs, command: LogCommand) -> Result<()> {
                 return output::json(&checkpoint);
             }
             print!("{}", checkpoint.note);
+        }
+        LogCommand::Tail {
+            from,
+            lines,
+            follow,
+            json,
+        } => {
+            let mut next = from;
+            let limit = lines.clamp(1, 1000);
+            loop {
+                let list = client.entries(next, limit).await?;
+                for entry in &list.entries {
+                    if json {
+                        println!("{}", serde_json::to_string(entry)?);
+                    } else {
+                        match &entry.entry {
+                            Some(value) => {
+                                println!("{}\t{}", entry.seq, serde_json::to_string(value)?)
+                            }
+                            None => println!("{}\t(erased)", entry.seq),
+                        }
+                    }
+                }
+                let shown = list.entries.last().map(|e| e.seq + 1);
+                next = Some(shown.unwrap_or(list.size.max(next.unwrap_or(0))));
+                if !follow {
+                    break;
+                }
+                if shown.is_none() || next == Some(list.size) {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
         }
         LogCommand::Show { seq, json } => {
             let entry = client.entry(seq).await?;

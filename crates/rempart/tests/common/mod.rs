@@ -158,6 +158,9 @@ pub struct Server {
     pub url: String,
     pub ca_cert: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    /// The address of every "... listening" line: "listening" (the API),
+    /// "syslog tcp listening", ...
+    pub listening: std::collections::HashMap<String, SocketAddr>,
 }
 
 impl Server {
@@ -184,23 +187,37 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
-                        && event["message"] == "listening"
+                        && event["message"]
+                            .as_str()
+                            .is_some_and(|m| m.ends_with("listening"))
                     {
-                        let _ = tx.send(event["address"].as_str().unwrap_or_default().to_owned());
+                        let message = event["message"].as_str().unwrap_or_default().to_owned();
+                        let address = event["address"].as_str().unwrap_or_default().to_owned();
+                        let _ = tx.send((message, address));
                     }
                     log.lock().expect("log lock").push(line);
                 }
             });
         }
-        let addr: SocketAddr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "rempart serve did not start: {:?}",
-                    log.lock().expect("log lock")
-                );
+        // The API's line comes last: the syslog listeners start before it.
+        let mut listening = std::collections::HashMap::new();
+        let addr: SocketAddr = loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((message, address)) => {
+                    let address: SocketAddr = address.parse().expect("a socket address");
+                    listening.insert(message.clone(), address);
+                    if message == "listening" {
+                        break address;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "rempart serve did not start: {:?}",
+                        log.lock().expect("log lock")
+                    );
+                }
             }
         };
         Server {
@@ -209,6 +226,7 @@ impl Server {
             url: format!("https://127.0.0.1:{}", addr.port()),
             ca_cert: data_dir.join("ca.crt"),
             log,
+            listening,
         }
     }
 
