@@ -67,7 +67,8 @@ async fn append(state: &AppState, frames: Vec<Vec<u8>>, sender: &str) -> bool {
 /// Reads a stream to its end, appending its messages as they come.
 async fn read_stream(state: &AppState, mut stream: impl AsyncRead + Unpin, sender: &str) {
     let mut framer = Framer::default();
-    let mut buffer = vec![0u8; 64 * 1024];
+    // Large reads make large batches: fewer fsyncs per entry.
+    let mut buffer = vec![0u8; 1024 * 1024];
     loop {
         let read = match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => break,

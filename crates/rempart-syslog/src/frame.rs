@@ -18,16 +18,38 @@ pub enum FrameError {
 #[derive(Debug, Default)]
 pub struct Framer {
     buffer: Vec<u8>,
+    /// Where the unread bytes start: frames are consumed by moving this, and
+    /// the buffer is compacted once per `push`, not once per frame.
+    start: usize,
     /// Bytes of an oversized LF frame still to drop, up to its LF.
     skipping: bool,
-    /// How far the buffer is known to hold no LF: a line that arrives a byte
-    /// at a time is then scanned once, not once per byte.
+    /// How far (from `start`) the unread bytes are known to hold no LF: a
+    /// line that arrives a byte at a time is scanned once, not once per byte.
     searched: usize,
 }
 
 impl Framer {
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
         self.buffer.extend_from_slice(bytes);
+    }
+
+    fn unread(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.start += count;
+        self.searched = 0;
+    }
+
+    fn clear(&mut self) {
+        self.buffer.clear();
+        self.start = 0;
+        self.searched = 0;
     }
 
     /// The next complete frame, an error for a frame that cannot be
@@ -35,27 +57,25 @@ impl Framer {
     pub fn next_frame(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
         loop {
             if self.skipping {
-                match self.buffer.iter().position(|b| *b == b'\n') {
+                match self.unread().iter().position(|b| *b == b'\n') {
                     Some(end) => {
-                        self.buffer.drain(..=end);
+                        self.consume(end + 1);
                         self.skipping = false;
                     }
                     None => {
-                        self.buffer.clear();
-                        self.searched = 0;
+                        self.clear();
                         return None;
                     }
                 }
             }
-            let first = *self.buffer.first()?;
+            let first = *self.unread().first()?;
             if first == b'\n' || first == b'\r' {
                 let blank = self
-                    .buffer
+                    .unread()
                     .iter()
                     .take_while(|b| **b == b'\n' || **b == b'\r')
                     .count();
-                self.buffer.drain(..blank);
-                self.searched = 0;
+                self.consume(blank);
                 continue;
             }
             if first.is_ascii_digit() {
@@ -66,81 +86,78 @@ impl Framer {
     }
 
     fn octet_counted(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
-        let digits = self
-            .buffer
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == self.buffer.len() {
+        let unread = self.unread();
+        let digits = unread.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == unread.len() {
             if digits > 7 {
-                let count = String::from_utf8_lossy(&self.buffer).into_owned();
-                self.buffer.clear();
+                let count = String::from_utf8_lossy(unread).into_owned();
+                self.clear();
                 return Some(Err(FrameError::BadCount(count)));
             }
             return None; // The count is still arriving.
         }
-        if self.buffer[digits] != b' ' || digits > 7 {
+        if unread[digits] != b' ' || digits > 7 {
             // Not a count after all: treat the frame as LF-terminated text
             // (some senders start a bare message with a digit).
             return self.lf_terminated();
         }
-        let count: usize = std::str::from_utf8(&self.buffer[..digits])
+        let count: usize = std::str::from_utf8(&unread[..digits])
             .ok()
             .and_then(|d| d.parse().ok())
             .unwrap_or(usize::MAX);
         if count > MAX_FRAME {
-            self.buffer.clear();
+            self.clear();
             return Some(Err(FrameError::TooLarge(count)));
         }
-        let start = digits + 1;
-        if self.buffer.len() < start + count {
+        let body = digits + 1;
+        if unread.len() < body + count {
             return None;
         }
-        let frame = self.buffer[start..start + count].to_vec();
-        self.buffer.drain(..start + count);
-        self.searched = 0;
+        let frame = unread[body..body + count].to_vec();
+        self.consume(body + count);
         Some(Ok(frame))
     }
 
     fn lf_terminated(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
-        let from = self.searched.min(self.buffer.len());
-        let found = self.buffer[from..]
+        let unread = self.unread();
+        let from = self.searched.min(unread.len());
+        let found = unread[from..]
             .iter()
             .position(|b| *b == b'\n')
             .map(|i| from + i);
-        self.searched = if found.is_some() {
-            0
-        } else {
-            self.buffer.len()
-        };
         match found {
             Some(end) if end > MAX_FRAME => {
-                self.buffer.drain(..=end);
+                self.consume(end + 1);
                 Some(Err(FrameError::TooLarge(end)))
             }
             Some(end) => {
-                let mut frame: Vec<u8> = self.buffer.drain(..=end).collect();
-                frame.pop();
-                if frame.last() == Some(&b'\r') {
-                    frame.pop();
+                let mut line = &unread[..end];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
                 }
+                let frame = line.to_vec();
+                self.consume(end + 1);
                 Some(Ok(frame))
             }
-            None if self.buffer.len() > MAX_FRAME => {
-                let len = self.buffer.len();
-                self.buffer.clear();
-                self.searched = 0;
+            None if unread.len() > MAX_FRAME => {
+                let len = unread.len();
+                self.clear();
                 self.skipping = true;
                 Some(Err(FrameError::TooLarge(len)))
             }
-            None => None,
+            None => {
+                self.searched = unread.len();
+                None
+            }
         }
     }
 
     /// What is left when the stream ends: a last message without its LF.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
-        let rest = std::mem::take(&mut self.buffer);
-        (!rest.is_empty() && !self.skipping).then_some(rest)
+        let rest = self.unread().to_vec();
+        let skipping = self.skipping;
+        self.clear();
+        (!rest.is_empty() && !skipping).then_some(rest)
     }
 }
 

@@ -151,8 +151,23 @@ pub fn canonical_entry(value: Value, stamp: &Stamp) -> Result<Vec<u8>, EntryErro
     Ok(bytes)
 }
 
+/// Whether object keys are already sorted at every level (they are when
+/// serde_json's map is its default BTreeMap): then nothing is rebuilt.
+fn is_canonical(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.keys().zip(map.keys().skip(1)).all(|(a, b)| a < b) && map.values().all(is_canonical)
+        }
+        Value::Array(items) => items.iter().all(is_canonical),
+        _ => true,
+    }
+}
+
 /// Object keys sorted at every level, whatever serde_json's map order is.
 fn canonical(value: Value) -> Value {
+    if is_canonical(&value) {
+        return value;
+    }
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();

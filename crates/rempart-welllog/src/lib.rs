@@ -106,6 +106,25 @@ async fn sign_periodically(
     }
 }
 
+/// Entries handed to the writer, not yet known to be on disk.
+#[derive(Debug)]
+pub struct Submitted {
+    count: u64,
+    answer: Option<oneshot::Receiver<Result<u64, LogError>>>,
+    size: u64,
+}
+
+impl Submitted {
+    /// Waits until the entries are on disk; their sequence numbers.
+    pub async fn durable(self) -> Result<Range<u64>, LogError> {
+        let Some(answer) = self.answer else {
+            return Ok(self.size..self.size);
+        };
+        let first = answer.await.map_err(|_| LogError::Closed)??;
+        Ok(first..first + self.count)
+    }
+}
+
 /// A handle on an open well-log; clones share it.
 #[derive(Clone)]
 pub struct WellLog {
@@ -216,10 +235,21 @@ impl WellLog {
     /// Appends canonical entries (see [`canonical_entry`]); returns their
     /// sequence numbers once they are on disk.
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
+        self.submit(payloads).await?.durable().await
+    }
+
+    /// Queues entries for the writer, in the order of the calls, and returns
+    /// at once (or when the queue has room: that wait is the back-pressure).
+    /// A producer that keeps several submissions in flight overlaps its own
+    /// work with the writer's fsync.
+    pub async fn submit(&self, payloads: Vec<Vec<u8>>) -> Result<Submitted, LogError> {
         let count = payloads.len() as u64;
         if count == 0 {
-            let size = self.size();
-            return Ok(size..size);
+            return Ok(Submitted {
+                count,
+                answer: None,
+                size: self.size(),
+            });
         }
         let (reply, answer) = oneshot::channel();
         self.shared
@@ -227,8 +257,11 @@ impl WellLog {
             .send(Append { payloads, reply })
             .await
             .map_err(|_| LogError::Closed)?;
-        let first = answer.await.map_err(|_| LogError::Closed)??;
-        Ok(first..first + count)
+        Ok(Submitted {
+            count,
+            answer: Some(answer),
+            size: 0,
+        })
     }
 
     /// Entries on disk.
