@@ -230,6 +230,16 @@ pub struct EntryList {
     pub size: u64,
 }
 
+/// Search hits, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchResult {
+    pub hits: Vec<EntryView>,
+    /// Entries the index covers (from seq 0); later ones are not searched yet.
+    pub indexed: u64,
+    /// Entries in the log.
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InclusionProofView {
     pub seq: u64,

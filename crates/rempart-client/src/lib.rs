@@ -15,7 +15,7 @@ use std::time::Duration;
 use rempart_api::{
     AppendResult, CheckpointView, ConsistencyProofView, CreateMachine, CreateUser, CreatedUser,
     EntryList, EntryView, ErrorBody, Health, InclusionProofView, IssuedMachine, IssuedToken,
-    Machine, MachineList, User, UserList, WhoAmI,
+    Machine, MachineList, SearchResult, User, UserList, WhoAmI,
 };
 use rempart_core::{MachineName, Secret, UserName};
 use reqwest::Method;
@@ -238,10 +238,25 @@ impl Client {
         self.json(Method::GET, "/v1/log/checkpoint", None).await
     }
 
-    /// Up to `limit` entries from `from` (default: the last `limit`).
-    pub async fn entries(&self, from: Option<u64>, limit: u64) -> Result<EntryList, ClientError> {
+    /// Up to `limit` entries from `from` (default: the last `limit`), only
+    /// those matching `query` if given.
+    pub async fn entries(
+        &self,
+        from: Option<u64>,
+        limit: u64,
+        query: Option<&str>,
+    ) -> Result<EntryList, ClientError> {
         let from = from.map(|f| format!("&from={f}")).unwrap_or_default();
-        let path = format!("/v1/log/entries?limit={limit}{from}");
+        let query = query
+            .map(|q| format!("&q={}", percent_encode(q)))
+            .unwrap_or_default();
+        let path = format!("/v1/log/entries?limit={limit}{from}{query}");
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// Incident search, newest first.
+    pub async fn search(&self, query: &str, limit: u32) -> Result<SearchResult, ClientError> {
+        let path = format!("/v1/log/search?limit={limit}&q={}", percent_encode(query));
         self.json(Method::GET, &path, None).await
     }
 
@@ -269,6 +284,18 @@ impl Client {
         let path = format!("/v1/log/proof/consistency?old={old}{new}");
         self.json(Method::GET, &path, None).await
     }
+}
+
+/// Percent-encodes a query-string value (RFC 3986: all but unreserved).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ClientError> {

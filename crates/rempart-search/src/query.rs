@@ -102,6 +102,50 @@ fn time_term(term: &str, value: &str, now: OffsetDateTime) -> Result<OffsetDateT
 }
 
 impl Query {
+    /// Whether an entry matches, evaluated on the entry itself (for `log
+    /// tail QUERY`, which filters live entries before they are indexed).
+    /// Text terms match the message or reason, ignoring case.
+    pub fn matches(&self, entry: &serde_json::Value) -> bool {
+        let field = |key: &str| entry.get(key).and_then(serde_json::Value::as_str);
+        let equals = |key: &str, wanted: &Option<String>| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| field(key) == Some(w.as_str()))
+        };
+        let ts = field("ts").and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+        let in_window = self.since.is_none_or(|s| ts.is_some_and(|t| t >= s))
+            && self.until.is_none_or(|u| ts.is_some_and(|t| t < u));
+        let kind_ok = match &self.kind {
+            None => true,
+            Some(Kind::Exact(kind)) => field("kind") == Some(kind.as_str()),
+            Some(Kind::Prefix(prefix)) => field("kind").is_some_and(|k| {
+                k == prefix
+                    || k.strip_prefix(prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            }),
+        };
+        let fields_ok = self.fields.iter().all(|(key, value)| match entry.get(key) {
+            Some(serde_json::Value::String(s)) => s == value,
+            Some(other) => other.to_string() == *value,
+            None => false,
+        });
+        let text = format!(
+            "{}\n{}",
+            field("msg").unwrap_or(""),
+            field("reason").unwrap_or("")
+        )
+        .to_lowercase();
+        let text_ok = self.text.iter().all(|t| text.contains(&t.to_lowercase()));
+        in_window
+            && kind_ok
+            && fields_ok
+            && text_ok
+            && equals("host", &self.host)
+            && equals("actor", &self.actor)
+            && equals("target", &self.target)
+            && equals("outcome", &self.outcome)
+    }
+
     /// Parses `text`; relative times count back from `now`.
     pub fn parse(text: &str, now: OffsetDateTime) -> Result<Query, QueryError> {
         let mut query = Query::default();

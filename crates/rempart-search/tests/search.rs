@@ -152,6 +152,26 @@ async fn queries_match_a_brute_force_filter() {
     );
 
     assert!(search("kind:nothing.here").await.is_empty());
+
+    // The live matcher (for `log tail QUERY`) agrees with the index.
+    for text in [
+        "kind:ssh.auth outcome:success",
+        "actor:webmaster kind:ssh.*",
+        "src_ip:173.234.31.186",
+        "\"POSSIBLE BREAK-IN ATTEMPT\"",
+        "actor:root \"Failed password\"",
+    ] {
+        let query = Query::parse(text, now).unwrap();
+        let mut matched: Vec<u64> = entries
+            .iter()
+            .filter(|(_, bytes)| query.matches(&serde_json::from_slice(bytes).unwrap()))
+            .map(|(seq, _)| *seq)
+            .collect();
+        let mut indexed = search(text).await;
+        matched.sort_unstable();
+        indexed.sort_unstable();
+        assert_eq!(matched, indexed, "{text}");
+    }
     // Words that are FTS5 syntax are searched as words.
     assert!(search("AND OR NOT NEAR").await.is_empty());
 }

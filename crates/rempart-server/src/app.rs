@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/log/entries/{seq}", get(log::entry))
         .route("/v1/log/checkpoint", get(log::checkpoint))
+        .route("/v1/log/search", get(log::search))
         .route("/v1/log/proof/inclusion", get(log::inclusion))
         .route("/v1/log/proof/consistency", get(log::consistency))
         // Bodies are received only once the caller is known (route layers

@@ -57,6 +57,10 @@ impl DataDir {
     pub fn welllog(&self) -> PathBuf {
         self.root.join("welllog")
     }
+    /// The search index: derived from the well-log, rebuilt if deleted.
+    pub fn search_index(&self) -> PathBuf {
+        self.root.join("search-index.db")
+    }
 
     pub fn is_initialised(&self) -> bool {
         self.config().exists()

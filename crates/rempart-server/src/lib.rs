@@ -18,6 +18,7 @@ pub mod auth;
 pub mod datadir;
 pub mod error;
 pub mod extract;
+pub mod indexer;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
@@ -84,12 +85,16 @@ pub async fn serve(
     })
     .await
     .context("opening the well-log")?;
+    let index = rempart_search::Index::open(&dir.search_index())
+        .await
+        .context("opening the search index")?;
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
         ca: Arc::new(credentials.ca),
         metrics: Arc::new(metrics::Metrics::new()),
         welllog: welllog.clone(),
+        index: index.clone(),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let machine_tls = rempart_tls::server_config_for_machines(
@@ -97,7 +102,8 @@ pub async fn serve(
         credentials.server_key_pem.expose(),
         state.ca.cert_pem(),
     )?;
-    syslog::start(&state, Some(Arc::new(machine_tls)), stop).await?;
+    syslog::start(&state, Some(Arc::new(machine_tls)), stop.clone()).await?;
+    tokio::spawn(indexer::follow(welllog.clone(), index, stop));
     let app = app::router(state);
     tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);

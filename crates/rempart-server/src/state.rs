@@ -15,4 +15,5 @@ pub struct AppState {
     pub ca: Arc<CertificateAuthority>,
     pub metrics: Arc<Metrics>,
     pub welllog: WellLog,
+    pub index: rempart_search::Index,
 }

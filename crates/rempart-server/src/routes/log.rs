@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rempart_api::{
     AppendResult, CheckpointView, ConsistencyProofView, EntryList, EntryView, ErrorBody,
-    InclusionProofView, RejectedLine,
+    InclusionProofView, RejectedLine, SearchResult,
 };
 use rempart_core::Role;
 use rempart_merkle::Hash;
@@ -151,6 +151,54 @@ pub struct ListQuery {
     from: Option<u64>,
     /// At most 1000; default 100.
     limit: Option<u64>,
+    /// Only entries that match this search query (`rempart log tail QUERY`).
+    q: Option<String>,
+}
+
+fn parse_query(text: &str) -> Result<rempart_search::Query, ApiError> {
+    rempart_search::Query::parse(text, OffsetDateTime::now_utc())
+        .map_err(|e| ApiError::bad_request(format!("query: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: String,
+    /// At most 1000; default 50.
+    limit: Option<u32>,
+}
+
+/// Incident search: newest matches first, each with its sequence number so
+/// that its proof can be fetched.
+#[utoipa::path(get, path = "/v1/log/search", tag = "welllog", security(("bearer" = [])),
+    params(("q" = String, Query, description = "e.g. since:2h host:db-1 kind:ssh.* \"invalid user\""), ("limit" = Option<u32>, Query)),
+    responses((status = 200, body = SearchResult), (status = 400, body = ErrorBody)))]
+pub async fn search(
+    State(state): State<AppState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<SearchQuery>,
+) -> Result<Json<SearchResult>, ApiError> {
+    caller.require(&[Role::Security, Role::Admin])?;
+    let parsed = parse_query(&query.q)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let seqs = state
+        .index
+        .search(&parsed, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    let mut hits = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        hits.push(view(seq, state.welllog.read(seq).map_err(log_error)?)?);
+    }
+    Ok(Json(SearchResult {
+        hits,
+        indexed: state
+            .index
+            .indexed()
+            .await
+            .map_err(|e| ApiError::unavailable(&e))?,
+        size: state.welllog.size(),
+    }))
 }
 
 /// Consecutive entries from `from` (for `rempart log tail`).
@@ -166,10 +214,21 @@ pub async fn list(
     let size = state.welllog.size();
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let from = query.from.unwrap_or_else(|| size.saturating_sub(limit));
+    let filter = query.q.as_deref().map(parse_query).transpose()?;
     let mut entries = Vec::new();
     for seq in from..size.min(from.saturating_add(limit)) {
-        entries.push(view(seq, state.welllog.read(seq).map_err(log_error)?)?);
+        let entry = view(seq, state.welllog.read(seq).map_err(log_error)?)?;
+        let keep = match (&filter, &entry.entry) {
+            (None, _) => true,
+            (Some(filter), Some(value)) => filter.matches(value),
+            (Some(_), None) => false,
+        };
+        if keep {
+            entries.push(entry);
+        }
     }
+    // With a filter, `size` still says where to continue from.
+    let size = size.min(from.saturating_add(limit));
     Ok(Json(EntryList { entries, size }))
 }
 

@@ -29,8 +29,21 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Search: newest matches first, e.g. `since:2h host:db-1 kind:ssh.* "invalid user"`.
+    Search {
+        /// Terms ANDed: since:/until: (2h, 7d, RFC 3339), host:, actor:, target:,
+        /// outcome:, kind: (ssh.* for a prefix), any field:value, words, "phrases".
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the last entries, or those from --from; -f follows new ones.
     Tail {
+        /// Only entries matching this query (same terms as `log search`).
+        query: Vec<String>,
         /// The first sequence number to show [default: the last -n entries].
         #[arg(long)]
         from: Option<u64>,
@@ -197,16 +210,37 @@ pub async fn run(args: &ClientArgs, command: LogCommand) -> Result<()> {
             }
             print!("{}", checkpoint.note);
         }
+        LogCommand::Search { query, limit, json } => {
+            let result = client.search(&query.join(" "), limit).await?;
+            if json {
+                return output::json(&result);
+            }
+            for hit in &result.hits {
+                print_entry(hit)?;
+            }
+            if result.indexed < result.size {
+                eprintln!(
+                    "(the index covers {} of {} entries; the newest are not searched yet)",
+                    result.indexed, result.size
+                );
+            }
+        }
         LogCommand::Tail {
+            query,
             from,
             lines,
             follow,
             json,
         } => {
+            let filter = (!query.is_empty()).then(|| query.join(" "));
             let mut next = from;
-            let limit = lines.clamp(1, 1000);
+            let limit = if filter.is_some() {
+                1000
+            } else {
+                lines.clamp(1, 1000)
+            };
             loop {
-                let list = client.entries(next, limit).await?;
+                let list = client.entries(next, limit, filter.as_deref()).await?;
                 for entry in &list.entries {
                     if json {
                         println!("{}", serde_json::to_string(entry)?);
@@ -304,6 +338,14 @@ pub async fn run(args: &ClientArgs, command: LogCommand) -> Result<()> {
             );
         }
         LogCommand::Verify { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn print_entry(entry: &rempart_api::EntryView) -> Result<()> {
+    match &entry.entry {
+        Some(value) => println!("{}\t{}", entry.seq, serde_json::to_string(value)?),
+        None => println!("{}\t(erased; leaf {})", entry.seq, entry.leaf_hash),
     }
     Ok(())
 }

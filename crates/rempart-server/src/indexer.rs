@@ -1,0 +1,50 @@
+//! Keeps the search index following the well-log: whatever is on disk gets
+//! indexed, in order, shortly after. The index is derived data; the log is
+//! the truth, so search results say how far the index has got.
+
+use std::time::Duration;
+
+use rempart_search::Index;
+use rempart_welllog::WellLog;
+use tokio::sync::watch;
+
+/// Entries read and indexed together at most.
+const CHUNK: u64 = 5000;
+
+pub async fn follow(log: WellLog, index: Index, mut stop: watch::Receiver<bool>) {
+    let mut grown = log.watch();
+    loop {
+        match catch_up(&log, &index).await {
+            Ok(true) => continue, // More to do at once.
+            Ok(false) => {}
+            Err(err) => {
+                tracing::error!(error = %err, "search index: indexing failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        tokio::select! {
+            changed = grown.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+/// Indexes the next chunk; `true` when there is more behind it.
+async fn catch_up(log: &WellLog, index: &Index) -> anyhow::Result<bool> {
+    let from = index.indexed().await?;
+    let size = log.size();
+    if from >= size {
+        return Ok(false);
+    }
+    let until = size.min(from + CHUNK);
+    let reader = log.clone();
+    let entries = tokio::task::spawn_blocking(move || {
+        (from..until)
+            .map(|seq| reader.read(seq).map(|record| (seq, record.payload)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+    index.add(&entries).await?;
+    Ok(until < size)
+}
