@@ -126,7 +126,7 @@ impl Query {
         };
         let fields_ok = self.fields.iter().all(|(key, value)| match entry.get(key) {
             Some(serde_json::Value::String(s)) => s == value,
-            Some(other) => other.to_string() == *value,
+            Some(other) => *value == other.to_string(),
             None => false,
         });
         let text = format!(
