@@ -117,13 +117,33 @@ pub struct Index {
 }
 
 impl Index {
+    /// Opens the index, or starts it again from nothing if it cannot be
+    /// opened (it is derived data, written without fsync: a crash of the
+    /// machine may leave it damaged, and the log rebuilds it).
+    pub async fn open_or_rebuild(path: &Path) -> Result<Index, IndexError> {
+        match Index::open(path).await {
+            Ok(index) => Ok(index),
+            Err(err) => {
+                tracing::warn!(error = %err, path = %path.display(), "search index damaged; rebuilding it from the log");
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+                Index::open(path).await
+            }
+        }
+    }
+
     pub async fn open(path: &Path) -> Result<Index, IndexError> {
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // Derived data: rebuilt from the log if a crash loses its end.
-            .synchronous(SqliteSynchronous::Normal);
+            .synchronous(SqliteSynchronous::Off)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -190,7 +210,7 @@ impl Index {
 
     /// The sequence numbers of the newest `limit` matches.
     pub async fn search(&self, query: &Query, limit: u32) -> Result<Vec<u64>, IndexError> {
-        let mut sql = QueryBuilder::<Sqlite>::new("SELECT e.seq FROM entries e");
+        let mut sql = QueryBuilder::<Sqlite>::new("SELECT e.seq FROM ");
         let mut matches: Vec<String> = query
             .text
             .iter()
@@ -204,10 +224,12 @@ impl Index {
         );
         let text = !matches.is_empty();
         if text {
-            sql.push(" JOIN entry_text t ON t.rowid = e.seq WHERE entry_text MATCH ")
+            // FTS5 drives: it walks its matches from the newest rowid down
+            // and the query stops at the limit.
+            sql.push("entry_text t JOIN entries e ON e.seq = t.rowid WHERE entry_text MATCH ")
                 .push_bind(matches.join(" AND "));
         } else {
-            sql.push(" WHERE 1 = 1");
+            sql.push("entries e WHERE 1 = 1");
         }
         let millis = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
         if let Some(since) = query.since {
@@ -247,7 +269,7 @@ impl Index {
         // Text matches come by arrival, newest first (FTS5 walks its rowids
         // backwards and stops at the limit); the others by event time.
         sql.push(if text {
-            " ORDER BY e.seq DESC LIMIT "
+            " ORDER BY t.rowid DESC LIMIT "
         } else {
             " ORDER BY e.ts DESC, e.seq DESC LIMIT "
         })

@@ -126,7 +126,9 @@ impl Query {
         };
         let fields_ok = self.fields.iter().all(|(key, value)| match entry.get(key) {
             Some(serde_json::Value::String(s)) => s == value,
-            Some(serde_json::Value::Number(n)) => value.parse::<serde_json::Number>().is_ok_and(|v| v == *n),
+            Some(serde_json::Value::Number(n)) => {
+                value.parse::<serde_json::Number>().is_ok_and(|v| v == *n)
+            }
             Some(serde_json::Value::Bool(b)) => value.parse::<bool>().is_ok_and(|v| v == *b),
             _ => false,
         });

@@ -85,7 +85,7 @@ pub async fn serve(
     })
     .await
     .context("opening the well-log")?;
-    let index = rempart_search::Index::open(&dir.search_index())
+    let index = rempart_search::Index::open_or_rebuild(&dir.search_index())
         .await
         .context("opening the search index")?;
     let state = state::AppState {
