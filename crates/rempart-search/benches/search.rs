@@ -24,17 +24,17 @@ fn entry(n: u64, start: OffsetDateTime) -> String {
         .format(&Rfc3339)
         .expect("time");
     let word = |k: u64| WORDS[((n * 7 + k * 13) % 16) as usize];
-    let rare = if n % 100_000 == 0 { " needle" } else { "" };
+    let rare = if n.is_multiple_of(100_000) { " needle" } else { "" };
     format!(
         r#"{{"actor":"user{}","host":"web-{}","kind":"ssh.{}","msg":"{} {} {} item {n}{rare} {}","outcome":"{}","received":"{ts}","sender":"syslog-tcp:10.0.0.1","source":"syslog","ts":"{ts}"}}"#,
         n % 5000,
         n % 300,
-        if n % 3 == 0 { "auth" } else { "exec" },
+        if n.is_multiple_of(3) { "auth" } else { "exec" },
         word(1),
         word(2),
         word(3),
         "x".repeat(80),
-        if n % 10 == 0 { "failure" } else { "success" }
+        if n.is_multiple_of(10) { "failure" } else { "success" }
     )
 }
 
