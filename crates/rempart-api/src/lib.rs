@@ -259,3 +259,20 @@ pub struct ConsistencyProofView {
     /// Base64 hashes (RFC 9162 §2.1.4).
     pub proof: Vec<String>,
 }
+
+/// An admin's order to erase one entry's payload (the order is logged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseOrder {
+    /// Why, for the record: a data-subject request, a leaked secret, ...
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Erased {
+    pub seq: u64,
+    /// False when it was erased already.
+    pub erased_now: bool,
+    /// The `log.erase` entry that records the order.
+    pub order_seq: u64,
+}

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use rempart_api::{
     AppendResult, CheckpointView, ConsistencyProofView, CreateMachine, CreateUser, CreatedUser,
-    EntryList, EntryView, ErrorBody, Health, InclusionProofView, IssuedMachine, IssuedToken,
-    Machine, MachineList, SearchResult, User, UserList, WhoAmI,
+    EntryList, EntryView, EraseOrder, Erased, ErrorBody, Health, InclusionProofView, IssuedMachine,
+    IssuedToken, Machine, MachineList, SearchResult, User, UserList, WhoAmI,
 };
 use rempart_core::{MachineName, Secret, UserName};
 use reqwest::Method;
@@ -252,6 +252,19 @@ impl Client {
             .unwrap_or_default();
         let path = format!("/v1/log/entries?limit={limit}{from}{query}");
         self.json(Method::GET, &path, None).await
+    }
+
+    /// Erases one entry's payload on an admin's order (the order is logged).
+    pub async fn erase(&self, seq: u64, reason: &str) -> Result<Erased, ClientError> {
+        let order = EraseOrder {
+            reason: reason.to_owned(),
+        };
+        self.json(
+            Method::POST,
+            &format!("/v1/log/entries/{seq}/erase"),
+            Some(&order),
+        )
+        .await
     }
 
     /// Incident search, newest first.

@@ -80,6 +80,9 @@ pub struct WellLogSettings {
     pub checkpoint_interval_ms: Bounded<100, 60_000>,
     /// Largest body `POST /v1/log/entries` accepts, in bytes.
     pub max_batch_bytes: Bounded<1024, 268_435_456>,
+    /// Days a payload is kept before it is erased (its leaf stays); 0 keeps
+    /// payloads for ever.
+    pub retention_days: Bounded<0, 36_500>,
 }
 
 /// Syslog listeners feeding the well-log. Each is off when its address is "".

@@ -24,7 +24,11 @@ fn entry(n: u64, start: OffsetDateTime) -> String {
         .format(&Rfc3339)
         .expect("time");
     let word = |k: u64| WORDS[((n * 7 + k * 13) % 16) as usize];
-    let rare = if n.is_multiple_of(100_000) { " needle" } else { "" };
+    let rare = if n.is_multiple_of(100_000) {
+        " needle"
+    } else {
+        ""
+    };
     format!(
         r#"{{"actor":"user{}","host":"web-{}","kind":"ssh.{}","msg":"{} {} {} item {n}{rare} {}","outcome":"{}","received":"{ts}","sender":"syslog-tcp:10.0.0.1","source":"syslog","ts":"{ts}"}}"#,
         n % 5000,
@@ -34,7 +38,11 @@ fn entry(n: u64, start: OffsetDateTime) -> String {
         word(2),
         word(3),
         "x".repeat(80),
-        if n.is_multiple_of(10) { "failure" } else { "success" }
+        if n.is_multiple_of(10) {
+            "failure"
+        } else {
+            "success"
+        }
     )
 }
 

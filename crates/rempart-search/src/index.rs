@@ -35,7 +35,7 @@ CREATE INDEX IF NOT EXISTS entries_host_ts ON entries(host, ts);
 CREATE INDEX IF NOT EXISTS entries_actor_ts ON entries(actor, ts);
 CREATE INDEX IF NOT EXISTS entries_kind_ts ON entries(kind, ts);
 CREATE INDEX IF NOT EXISTS entries_target_ts ON entries(target, ts);
-CREATE VIRTUAL TABLE IF NOT EXISTS entry_text USING fts5(text, kv, content='');
+CREATE VIRTUAL TABLE IF NOT EXISTS entry_text USING fts5(text, kv, content='', contentless_delete=1);
 ";
 
 /// Fields kept in columns, or not worth indexing as `field:value`.
@@ -205,6 +205,42 @@ impl Index {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes an erased entry from the index, so that no search finds it by
+    /// what it said.
+    pub async fn forget(&self, seq: u64) -> Result<(), IndexError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM entries WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM entry_text WHERE rowid = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A number kept beside the index (e.g. how far retention has looked).
+    pub async fn mark(&self, key: &str) -> Result<u64, IndexError> {
+        let value: Option<i64> = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.get(0));
+        Ok(value.unwrap_or(0).max(0) as u64)
+    }
+
+    pub async fn set_mark(&self, key: &str, value: u64) -> Result<(), IndexError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT(key) DO UPDATE SET value = $2")
+            .bind(key)
+            .bind(i64::try_from(value).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

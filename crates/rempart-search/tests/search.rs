@@ -177,6 +177,20 @@ async fn queries_match_a_brute_force_filter() {
 }
 
 #[tokio::test]
+async fn a_forgotten_entry_is_found_by_nothing() {
+    let entries = entries();
+    let (_dir, index) = index(&entries[..100]).await;
+    let query = Query::parse("\"POSSIBLE BREAK-IN\"", RECEIVED).unwrap();
+    let before = index.search(&query, 100).await.unwrap();
+    let victim = before[0];
+    index.forget(victim).await.unwrap();
+    let after = index.search(&query, 100).await.unwrap();
+    assert_eq!(after, before[1..].to_vec());
+    let host = Query::parse("host:LabSZ", RECEIVED).unwrap();
+    assert!(!index.search(&host, 1000).await.unwrap().contains(&victim));
+}
+
+#[tokio::test]
 async fn entries_are_indexed_in_order_once() {
     let entries = entries();
     let (_dir, index) = index(&entries[..10]).await;

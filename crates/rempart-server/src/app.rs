@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
                 .get(log::list),
         )
         .route("/v1/log/entries/{seq}", get(log::entry))
+        .route("/v1/log/entries/{seq}/erase", post(log::erase))
         .route("/v1/log/checkpoint", get(log::checkpoint))
         .route("/v1/log/search", get(log::search))
         .route("/v1/log/proof/inclusion", get(log::inclusion))

@@ -20,7 +20,7 @@ pub async fn record(
     kind: &str,
     target: String,
     details: Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     let mut event = details;
     event.insert("kind".to_owned(), json!(kind));
     event.insert("actor".to_owned(), json!(caller.actor()));
@@ -35,11 +35,11 @@ pub async fn record(
         tracing::error!(error = %e, kind, "an internal event does not fit the schema");
         ApiError::unavailable(&e)
     })?;
-    state.welllog.append(vec![entry]).await.map_err(|e| {
+    let range = state.welllog.append(vec![entry]).await.map_err(|e| {
         tracing::error!(error = %e, kind, "the change was made but could not be written to the well-log");
         ApiError::unavailable(&e)
     })?;
-    Ok(())
+    Ok(range.start)
 }
 
 /// Runs a change and its audit record to the end even if the client goes

@@ -22,6 +22,7 @@ pub mod indexer;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
+pub mod retention;
 pub mod routes;
 pub mod state;
 pub mod syslog;
@@ -103,7 +104,8 @@ pub async fn serve(
         state.ca.cert_pem(),
     )?;
     syslog::start(&state, Some(Arc::new(machine_tls)), stop.clone()).await?;
-    tokio::spawn(indexer::follow(welllog.clone(), index, stop));
+    tokio::spawn(indexer::follow(welllog.clone(), index, stop.clone()));
+    tokio::spawn(retention::run(state.clone(), stop));
     let app = app::router(state);
     tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);

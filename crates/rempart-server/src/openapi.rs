@@ -19,7 +19,7 @@ use crate::routes::{log, machines, meta, users};
         meta::healthz, meta::security_txt, meta::whoami, meta::openapi, meta::metrics,
         users::list, users::get, users::create, users::disable, users::token,
         machines::list, machines::create, machines::revoke,
-        log::append, log::list, log::search, log::checkpoint, log::entry, log::inclusion, log::consistency,
+        log::append, log::list, log::search, log::checkpoint, log::entry, log::erase, log::inclusion, log::consistency,
     ),
     modifiers(&SecuritySchemes),
 )]

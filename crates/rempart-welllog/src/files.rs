@@ -236,13 +236,19 @@ pub fn for_each_record_from(
     Ok(())
 }
 
-/// Reads one record by sequence number.
-pub fn read_record(root: &Path, firsts: &[u64], seq: u64) -> Result<Record, LogError> {
-    let io = |e: io::Error| LogError::Io(format!("reading entry {seq}: {e}"));
+/// Where record `seq` starts in its segment.
+pub fn record_offset(root: &Path, seq: u64) -> Result<u64, LogError> {
+    let io = |e: io::Error| LogError::Io(format!("reading the offset of entry {seq}: {e}"));
     let offsets = File::open(offsets_path(root)).map_err(io)?;
     let mut offset = [0u8; 8];
     offsets.read_exact_at(&mut offset, seq * 8).map_err(io)?;
-    let offset = u64::from_le_bytes(offset);
+    Ok(u64::from_le_bytes(offset))
+}
+
+/// Reads one record by sequence number.
+pub fn read_record(root: &Path, firsts: &[u64], seq: u64) -> Result<Record, LogError> {
+    let io = |e: io::Error| LogError::Io(format!("reading entry {seq}: {e}"));
+    let offset = record_offset(root, seq)?;
     let index = firsts
         .partition_point(|first| *first <= seq)
         .saturating_sub(1);

@@ -79,7 +79,7 @@ pub struct Options {
 
 struct Shared {
     root: PathBuf,
-    queue: mpsc::Sender<Append>,
+    queue: mpsc::Sender<writer::Command>,
     durable: watch::Receiver<u64>,
     firsts: Arc<RwLock<Vec<u64>>>,
     signer: NoteSigner,
@@ -87,7 +87,7 @@ struct Shared {
     signing: Mutex<()>,
 }
 
-use writer::Append;
+use writer::{Append, Command};
 
 /// Signs a checkpoint at most once per `every` while the log grows.
 async fn sign_periodically(
@@ -254,7 +254,7 @@ impl WellLog {
         let (reply, answer) = oneshot::channel();
         self.shared
             .queue
-            .send(Append { payloads, reply })
+            .send(Command::Append(Append { payloads, reply }))
             .await
             .map_err(|_| LogError::Closed)?;
         Ok(Submitted {
@@ -262,6 +262,19 @@ impl WellLog {
             answer: Some(answer),
             size: 0,
         })
+    }
+
+    /// Erases the payloads of `seqs` in place: their leaf hashes stay, so
+    /// the tree, every checkpoint and every proof stay valid; reading them
+    /// gives no payload. Returns how many were erased now.
+    pub async fn erase(&self, seqs: Vec<u64>) -> Result<u64, LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .queue
+            .send(Command::Erase { seqs, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
     }
 
     /// Entries on disk.

@@ -9,7 +9,8 @@
 //!
 //! The leaf hash is SHA-256(0x00 ‖ payload) (RFC 9162): the record's checksum
 //! and its leaf in the Merkle tree at once. An erased record keeps its leaf
-//! hash and drops its payload, so every proof stays valid.
+//! hash and its length, its payload overwritten with zeros: every proof stays
+//! valid, and every other record stays where it was.
 
 use rempart_merkle::{Hash, leaf_hash};
 
@@ -67,6 +68,17 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) -> Hash {
     leaf
 }
 
+/// Where, inside an encoded record, the flags byte is (the payload follows).
+pub const FLAGS_OFFSET: usize = 4 + 8 + 32;
+
+/// The bytes that erase a record's payload of `len` bytes in place: the
+/// erased flag, then zeros.
+pub fn erasure(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; 1 + len];
+    bytes[0] = FLAG_ERASED;
+    bytes
+}
+
 pub fn encode_parts(out: &mut Vec<u8>, seq: u64, leaf: &Hash, payload: Option<&[u8]>) {
     let body = payload.map_or(0, <[u8]>::len);
     let length = (RECORD_OVERHEAD - 4 + body) as u32;
@@ -113,7 +125,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<(Record, usize), RecordError> {
             }
             Some(payload.to_vec())
         }
-        FLAG_ERASED if payload.is_empty() => None,
+        FLAG_ERASED if payload.iter().all(|b| *b == 0) => None,
         flags => return Err(RecordError::BadFlags(flags)),
     };
     Ok((
@@ -160,6 +172,20 @@ mod tests {
         encode_parts(&mut erased, 7, &leaf, None);
         let (record, _) = decode_record(&erased).unwrap();
         assert_eq!((record.leaf, record.payload), (leaf, None));
+
+        // Erased in place: same length, flag set, payload zeroed.
+        let mut in_place = bytes.clone();
+        let payload_len = bytes.len() - RECORD_OVERHEAD;
+        in_place.splice(FLAGS_OFFSET.., erasure(payload_len));
+        let (record, used) = decode_record(&in_place).unwrap();
+        assert_eq!(
+            (record.leaf, record.payload, used),
+            (leaf, None, bytes.len())
+        );
+        // An "erased" record that still holds bytes is damage, not erasure.
+        let last = in_place.len() - 1;
+        in_place[last] = 1;
+        assert!(decode_record(&in_place).is_err());
     }
 
     #[test]

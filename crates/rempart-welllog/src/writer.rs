@@ -25,6 +25,19 @@ pub struct Append {
     pub reply: oneshot::Sender<Result<u64, LogError>>,
 }
 
+/// What the writer is asked to do. Erasures go through the writer too, so
+/// that exactly one thread ever writes to the log's files.
+#[derive(Debug)]
+pub enum Command {
+    Append(Append),
+    /// Erase these entries' payloads in place (their leaves stay); answered
+    /// with how many were erased now (already erased ones count zero).
+    Erase {
+        seqs: Vec<u64>,
+        reply: oneshot::Sender<Result<u64, LogError>>,
+    },
+}
+
 pub struct Writer {
     pub root: PathBuf,
     pub segment: File,
@@ -113,19 +126,84 @@ impl Writer {
         Ok(())
     }
 
+    /// Erases payloads in place: flag and zeros over the payload, same
+    /// length, then fsync. Only durable entries can be erased.
+    fn erase(&mut self, seqs: &[u64]) -> Result<u64, LogError> {
+        use std::os::unix::fs::FileExt;
+        let firsts = self
+            .firsts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut touched: Vec<File> = Vec::new();
+        let mut erased = 0;
+        for &seq in seqs {
+            if seq >= self.next {
+                return Err(LogError::NotFound(seq));
+            }
+            let record = files::read_record(&self.root, &firsts, seq)?;
+            let Some(payload) = record.payload else {
+                continue;
+            };
+            let offset = files::record_offset(&self.root, seq)?;
+            let index = firsts
+                .partition_point(|first| *first <= seq)
+                .saturating_sub(1);
+            let path = files::segment_path(&self.root, firsts[index]);
+            let io = |e: std::io::Error| LogError::Io(format!("erasing entry {seq}: {e}"));
+            let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
+            file.write_all_at(
+                &segment::erasure(payload.len()),
+                offset + segment::FLAGS_OFFSET as u64,
+            )
+            .map_err(io)?;
+            touched.push(file);
+            erased += 1;
+        }
+        for file in touched {
+            file.sync_data()
+                .map_err(|e| LogError::Io(format!("syncing an erasure: {e}")))?;
+        }
+        Ok(erased)
+    }
+
     /// Runs until every sender is gone. A failed write stops all later ones:
     /// after an I/O error the files' state is unknown until recovery runs at
     /// the next start, so the log refuses rather than guesses.
-    pub fn run(mut self, mut queue: mpsc::Receiver<Append>, durable: watch::Sender<u64>) {
+    pub fn run(mut self, mut queue: mpsc::Receiver<Command>, durable: watch::Sender<u64>) {
         let mut failed: Option<LogError> = None;
-        while let Some(first) = queue.blocking_recv() {
+        let mut waiting: Option<Command> = None;
+        loop {
+            let first = match waiting.take() {
+                Some(command) => command,
+                None => match queue.blocking_recv() {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            let first = match first {
+                Command::Erase { seqs, reply } => {
+                    let outcome = match &failed {
+                        Some(err) => Err(err.clone()),
+                        None => self.erase(&seqs),
+                    };
+                    let _ = reply.send(outcome);
+                    continue;
+                }
+                Command::Append(append) => append,
+            };
             let mut group = vec![first];
             let mut entries = group[0].payloads.len();
             while entries < MAX_GROUP_ENTRIES {
                 match queue.try_recv() {
-                    Ok(more) => {
+                    Ok(Command::Append(more)) => {
                         entries += more.payloads.len();
                         group.push(more);
+                    }
+                    Ok(erase) => {
+                        // Appends queued before it are committed first.
+                        waiting = Some(erase);
+                        break;
                     }
                     Err(_) => break,
                 }

@@ -287,3 +287,41 @@ async fn a_kept_checkpoint_catches_a_rolled_back_copy() {
         .unwrap();
     assert!(check(dir.path(), Some(&forged)).problem.is_some());
 }
+
+#[tokio::test]
+async fn erasing_a_payload_keeps_the_tree_and_its_proofs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 20).await;
+    let before = log.sign_checkpoint().await.unwrap();
+    let leaf = log.read(5).unwrap().leaf;
+
+    assert_eq!(log.erase(vec![5, 7]).await.unwrap(), 2);
+    assert_eq!(log.erase(vec![5]).await.unwrap(), 0, "already erased");
+    assert!(matches!(
+        log.erase(vec![99]).await,
+        Err(LogError::NotFound(99))
+    ));
+    let record = log.read(5).unwrap();
+    assert_eq!((record.leaf, record.payload), (leaf, None));
+    assert_eq!(log.read(6).unwrap().payload.unwrap(), entry(6));
+
+    // Same tree, same root, the old checkpoint's proofs still hold.
+    assert_eq!(log.root(20).unwrap(), before.root);
+    let proof = log.inclusion_proof(5, 20).unwrap();
+    verify_inclusion(5, 20, &leaf, &proof, &before.root).unwrap();
+    // Appends go on after an erasure.
+    log.append(vec![entry(20)]).await.unwrap();
+    drop(log);
+
+    // The erased bytes are gone from the file, and the log verifies.
+    let segment = std::fs::read(dir.path().join("segments/00000000000000000000.seg")).unwrap();
+    let needle = b"entry number 5\"";
+    assert!(!segment.windows(needle.len()).any(|w| w == needle));
+    let report = check(dir.path(), None);
+    assert_eq!(
+        (report.problem, report.erased, report.entries),
+        (None, 2, 21)
+    );
+    let log = WellLog::open(options(dir.path())).await.unwrap();
+    assert_eq!(log.read(7).unwrap().payload, None);
+}

@@ -250,4 +250,114 @@ fn kill_9_loses_no_acknowledged_entry(backend: Backend) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-on_both_backends!(ingest_prove_and_verify, kill_9_loses_no_acknowledged_entry);
+/// An admin's erase order removes one entry's payload; the order is logged,
+/// the entry's proof still holds, search no longer finds it, verify passes.
+fn erase_keeps_proofs(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let mut server = deployment.serve();
+    let admin = deployment.admin_token.as_str();
+    let file = deployment.dir.path().join("events.jsonl");
+    std::fs::write(&file, lines(0..5, "secret-token-leaked")).expect("write");
+    assert!(
+        server
+            .cli(admin, &["log", "append", file.to_str().expect("utf-8")])
+            .status
+            .success()
+    );
+    let victim = "2";
+    assert!(stdout(&server.cli(admin, &["log", "show", victim])).contains("secret-token-leaked 2"));
+
+    common::assert_refused(
+        &server.cli(admin, &["log", "erase", victim, "--reason", "x"]),
+        "reason",
+    );
+    assert!(
+        server
+            .cli(admin, &["user", "add", "eve", "--role", "security"])
+            .status
+            .success()
+    );
+    let security = stdout(&server.cli(admin, &["user", "token", "eve"]))
+        .trim()
+        .to_owned();
+    common::assert_refused(
+        &server.cli(
+            &security,
+            &["log", "erase", victim, "--reason", "not an admin"],
+        ),
+        "403",
+    );
+
+    let out = server.cli(
+        admin,
+        &[
+            "log",
+            "erase",
+            victim,
+            "--reason",
+            "a leaked token was logged",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let order_seq = stdout(&out)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("order seq")
+        .to_owned();
+    let order = json(&stdout(
+        &server.cli(admin, &["log", "show", &order_seq, "--json"]),
+    ));
+    assert_eq!(order["entry"]["kind"], "log.erase");
+    assert_eq!(order["entry"]["target"], format!("log:{victim}"));
+    assert_eq!(order["entry"]["reason"], "a leaked token was logged");
+    let shown = json(&stdout(
+        &server.cli(admin, &["log", "show", victim, "--json"]),
+    ));
+    assert!(shown["entry"].is_null(), "{shown}");
+    assert!(
+        !stdout(&server.cli(admin, &["log", "show", victim])).contains("secret-token-leaked 2")
+    );
+
+    // Its proof still holds against the signed checkpoint.
+    let checkpoint = wait_for_checkpoint(&server, admin, 7);
+    let key = checkpoint["verifier_key"].as_str().expect("key").to_owned();
+    let out = server.cli(admin, &["log", "prove", victim, "--log-key", &key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Search finds its neighbours, not it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = server.cli(admin, &["log", "search", "secret-token-leaked", "--json"]);
+        let result = json(&stdout(&out));
+        let seqs: Vec<u64> = result["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .filter_map(|h| h["seq"].as_u64())
+            .collect();
+        if seqs.len() == 4 || Instant::now() > deadline {
+            assert_eq!(seqs, vec![4, 3, 1, 0], "{result}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        server
+            .terminate(Duration::from_secs(15))
+            .is_some_and(|s| s.success())
+    );
+    let out = Command::new(BIN)
+        .args(["log", "verify", "--json", "--data-dir"])
+        .arg(deployment.data_dir())
+        .output()
+        .expect("runs");
+    let report = json(&stdout(&out));
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["erased"], 1);
+}
+
+on_both_backends!(
+    ingest_prove_and_verify,
+    kill_9_loses_no_acknowledged_entry,
+    erase_keeps_proofs
+);

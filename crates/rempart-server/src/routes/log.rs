@@ -5,8 +5,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rempart_api::{
-    AppendResult, CheckpointView, ConsistencyProofView, EntryList, EntryView, ErrorBody,
-    InclusionProofView, RejectedLine, SearchResult,
+    AppendResult, CheckpointView, ConsistencyProofView, EntryList, EntryView, EraseOrder, Erased,
+    ErrorBody, InclusionProofView, RejectedLine, SearchResult,
 };
 use rempart_core::Role;
 use rempart_merkle::Hash;
@@ -14,9 +14,10 @@ use rempart_welllog::{LogError, Source, Stamp};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::audit::{self, detached, object};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::extract::{PathParam, QueryParams};
+use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
 
 /// Media types of a JSON-lines body.
@@ -244,6 +245,44 @@ pub async fn entry(
     caller.require(&[Role::Security, Role::Admin])?;
     let record = state.welllog.read(seq).map_err(log_error)?;
     Ok(Json(view(seq, record)?))
+}
+
+/// Erases one entry's payload on an admin's order. The order is logged first
+/// (`log.erase`, with the reason); the entry's leaf hash stays, so the tree,
+/// the checkpoints and every proof stay valid; search no longer finds it.
+#[utoipa::path(post, path = "/v1/log/entries/{seq}/erase", tag = "welllog", security(("bearer" = [])),
+    params(("seq" = u64, Path)), request_body = EraseOrder,
+    responses((status = 200, body = Erased), (status = 404, body = ErrorBody)))]
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(seq): PathParam<u64>,
+    body: Result<JsonBody<EraseOrder>, ApiError>,
+) -> Result<Json<Erased>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let JsonBody(order) = body?;
+    if order.reason.trim().len() < 8 {
+        return Err(ApiError::bad_request(
+            "an erase order needs a reason (8 characters at least)",
+        ));
+    }
+    if seq >= state.welllog.size() {
+        return Err(ApiError::not_found(format!("no entry {seq}")));
+    }
+    let erased = detached(async move {
+        let details = object(serde_json::json!({"reason": order.reason}));
+        let order_seq =
+            audit::record(&state, &caller, "log.erase", format!("log:{seq}"), details).await?;
+        let erased_now = state.welllog.erase(vec![seq]).await.map_err(log_error)? > 0;
+        crate::retention::forget(&state, seq).await;
+        Ok(Erased {
+            seq,
+            erased_now,
+            order_seq,
+        })
+    })
+    .await?;
+    Ok(Json(erased))
 }
 
 #[derive(Debug, Deserialize)]

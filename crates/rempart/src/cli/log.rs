@@ -57,6 +57,14 @@ pub enum LogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Erase one entry's payload (admins). Its leaf hash stays, so every
+    /// checkpoint and proof stays valid; the order is itself logged.
+    Erase {
+        seq: u64,
+        /// Why (a data-subject request, a leaked secret...), for the record.
+        #[arg(long)]
+        reason: String,
+    },
     /// Show one entry.
     Show {
         seq: u64,
@@ -261,6 +269,20 @@ pub async fn run(args: &ClientArgs, command: LogCommand) -> Result<()> {
                 if shown.is_none() || next == Some(list.size) {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
+            }
+        }
+        LogCommand::Erase { seq, reason } => {
+            let erased = client.erase(seq, &reason).await?;
+            if erased.erased_now {
+                println!(
+                    "erased entry {seq}; the order is entry {}",
+                    erased.order_seq
+                );
+            } else {
+                println!(
+                    "entry {seq} was erased already; this order is entry {}",
+                    erased.order_seq
+                );
             }
         }
         LogCommand::Show { seq, json } => {

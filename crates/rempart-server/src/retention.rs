@@ -1,0 +1,126 @@
+//! Erasure that keeps proofs: payloads past `welllog.retention_days`, and
+//! single entries on an admin's order, are erased in the log (their leaves
+//! stay) and removed from the search index.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// How far retention has looked, kept beside the search index (derived:
+/// if the index is rebuilt, retention looks again from the start and skips
+/// what is erased already).
+const MARK: &str = "retention_checked";
+const BATCH: u64 = 1000;
+
+/// Removes an erased entry from the search index, once the indexer has
+/// passed it (so that it cannot index the payload it read before).
+pub async fn forget(state: &AppState, seq: u64) {
+    for _ in 0..100 {
+        match state.index.indexed().await {
+            Ok(indexed) if indexed > seq => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(err) => {
+                tracing::error!(error = %err, seq, "search index: cannot see how far it is");
+                return;
+            }
+        }
+    }
+    if let Err(err) = state.index.forget(seq).await {
+        tracing::error!(error = %err, seq, "search index: an erased entry could not be removed");
+    }
+}
+
+/// When the entry arrived, from its `received` stamp.
+fn received(payload: &[u8]) -> Option<OffsetDateTime> {
+    let value: Value = serde_json::from_slice(payload).ok()?;
+    OffsetDateTime::parse(value.get("received")?.as_str()?, &Rfc3339).ok()
+}
+
+/// Erases payloads received before `cutoff`, from where it last stopped.
+/// Entries arrive in order, so it stops at the first newer one.
+pub async fn apply(state: &AppState, cutoff: OffsetDateTime) -> anyhow::Result<u64> {
+    let mut seq = state.index.mark(MARK).await?;
+    let size = state.welllog.size();
+    let mut total = 0;
+    while seq < size {
+        let end = size.min(seq + BATCH);
+        let log = state.welllog.clone();
+        let (expired, stop) = tokio::task::spawn_blocking(move || {
+            let mut expired = Vec::new();
+            for current in seq..end {
+                let record = log.read(current)?;
+                match record.payload.as_deref().map(received) {
+                    None => {} // Erased already.
+                    Some(Some(at)) if at < cutoff => expired.push(current),
+                    Some(_) => return Ok::<_, rempart_welllog::LogError>((expired, Some(current))),
+                }
+            }
+            Ok((expired, None))
+        })
+        .await??;
+        if !expired.is_empty() {
+            total += state.welllog.erase(expired.clone()).await?;
+            for erased in expired {
+                forget(state, erased).await;
+            }
+        }
+        match stop {
+            Some(newer) => {
+                state.index.set_mark(MARK, newer).await?;
+                break;
+            }
+            None => {
+                state.index.set_mark(MARK, end).await?;
+                seq = end;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Applies the retention period at start and then every hour.
+pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
+    let days = state.config.welllog.retention_days.get();
+    if days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = OffsetDateTime::now_utc() - time::Duration::days(days);
+        match apply(&state, cutoff).await {
+            Ok(0) => {}
+            Ok(erased) => {
+                tracing::info!(
+                    erased,
+                    days,
+                    "well-log retention: payloads erased, leaves kept"
+                );
+                let event = serde_json::json!({
+                    "kind": "log.retention",
+                    "outcome": "success",
+                    "msg": format!("{erased} payloads older than {days} days erased; their leaf hashes stay"),
+                    "erased": erased,
+                });
+                let stamp = rempart_welllog::Stamp {
+                    received: OffsetDateTime::now_utc(),
+                    sender: crate::audit::SENDER.to_owned(),
+                    source: rempart_welllog::Source::Internal,
+                };
+                if let Ok(entry) = rempart_welllog::canonical_entry(event, &stamp)
+                    && let Err(err) = state.welllog.append(vec![entry]).await
+                {
+                    tracing::error!(error = %err, "well-log retention: its record could not be written");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "well-log retention failed; retrying later"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
