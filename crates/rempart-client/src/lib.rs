@@ -49,16 +49,6 @@ pub enum ClientError {
     Decode(String),
 }
 
-impl ClientError {
-    /// The HTTP status when the server answered with an error.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
 /// The innermost cause of a transport error: "connection refused", "invalid
 /// peer certificate: UnknownIssuer", rather than reqwest's outer wrapper.
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

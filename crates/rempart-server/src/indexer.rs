@@ -39,12 +39,11 @@ async fn catch_up(log: &WellLog, index: &Index) -> anyhow::Result<bool> {
     }
     let until = size.min(from + CHUNK);
     let reader = log.clone();
-    let entries = tokio::task::spawn_blocking(move || {
-        (from..until)
-            .map(|seq| reader.read(seq).map(|record| (seq, record.payload)))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await??;
+    let entries = tokio::task::spawn_blocking(move || reader.read_range(from, until))
+        .await??
+        .into_iter()
+        .map(|record| (record.seq, record.payload))
+        .collect::<Vec<_>>();
     index.add(&entries).await?;
     Ok(until < size)
 }

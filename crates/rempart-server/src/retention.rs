@@ -52,12 +52,13 @@ pub async fn apply(state: &AppState, cutoff: OffsetDateTime) -> anyhow::Result<u
         let log = state.welllog.clone();
         let (expired, stop) = tokio::task::spawn_blocking(move || {
             let mut expired = Vec::new();
-            for current in seq..end {
-                let record = log.read(current)?;
+            for record in log.read_range(seq, end)? {
                 match record.payload.as_deref().map(received) {
                     None => {} // Erased already.
-                    Some(Some(at)) if at < cutoff => expired.push(current),
-                    Some(_) => return Ok::<_, rempart_welllog::LogError>((expired, Some(current))),
+                    Some(Some(at)) if at < cutoff => expired.push(record.seq),
+                    Some(_) => {
+                        return Ok::<_, rempart_welllog::LogError>((expired, Some(record.seq)));
+                    }
                 }
             }
             Ok((expired, None))

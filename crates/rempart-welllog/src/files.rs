@@ -247,33 +247,65 @@ pub fn record_offset(root: &Path, seq: u64) -> Result<u64, LogError> {
 
 /// Reads one record by sequence number.
 pub fn read_record(root: &Path, firsts: &[u64], seq: u64) -> Result<Record, LogError> {
-    let io = |e: io::Error| LogError::Io(format!("reading entry {seq}: {e}"));
-    let offset = record_offset(root, seq)?;
-    let index = firsts
-        .partition_point(|first| *first <= seq)
-        .saturating_sub(1);
-    let first = *firsts.get(index).ok_or(LogError::NotFound(seq))?;
-    let file = File::open(segment_path(root, first)).map_err(io)?;
-    let mut length = [0u8; 4];
-    file.read_exact_at(&mut length, offset).map_err(io)?;
-    let total = 4 + u32::from_le_bytes(length) as usize;
-    if total > segment::RECORD_OVERHEAD + segment::MAX_PAYLOAD {
-        return Err(LogError::Corrupt {
-            seq,
-            detail: "impossible record length".to_owned(),
-        });
+    read_records(root, firsts, seq, seq + 1)?
+        .pop()
+        .ok_or(LogError::NotFound(seq))
+}
+
+/// Reads records `from..to`, each checked against its leaf hash: one read of
+/// the offsets for the whole range, and each segment opened once.
+pub fn read_records(
+    root: &Path,
+    firsts: &[u64],
+    from: u64,
+    to: u64,
+) -> Result<Vec<Record>, LogError> {
+    if from >= to {
+        return Ok(Vec::new());
     }
-    let mut bytes = vec![0u8; total];
-    file.read_exact_at(&mut bytes, offset).map_err(io)?;
-    let (record, _) = segment::decode_record(&bytes).map_err(|e| LogError::Corrupt {
-        seq,
-        detail: e.to_string(),
-    })?;
-    if record.seq != seq {
-        return Err(LogError::Corrupt {
+    let io = |e: io::Error| LogError::Io(format!("reading entries {from} to {to}: {e}"));
+    let offsets_file = File::open(offsets_path(root)).map_err(io)?;
+    let mut offsets =
+        vec![0u8; usize::try_from((to - from) * 8).map_err(|_| LogError::NotFound(to))?];
+    offsets_file
+        .read_exact_at(&mut offsets, from * 8)
+        .map_err(io)?;
+    let mut open: Option<(u64, File)> = None;
+    let mut records = Vec::with_capacity(offsets.len() / 8);
+    for (seq, offset) in (from..to).zip(offsets.chunks_exact(8)) {
+        let offset = u64::from_le_bytes(offset.try_into().map_err(|_| LogError::NotFound(seq))?);
+        let index = firsts
+            .partition_point(|first| *first <= seq)
+            .saturating_sub(1);
+        let first = *firsts.get(index).ok_or(LogError::NotFound(seq))?;
+        if open.as_ref().is_none_or(|(current, _)| *current != first) {
+            open = Some((first, File::open(segment_path(root, first)).map_err(io)?));
+        }
+        let Some((_, file)) = &open else {
+            return Err(LogError::NotFound(seq));
+        };
+        let mut length = [0u8; 4];
+        file.read_exact_at(&mut length, offset).map_err(io)?;
+        let total = 4 + u32::from_le_bytes(length) as usize;
+        if total > segment::RECORD_OVERHEAD + segment::MAX_PAYLOAD {
+            return Err(LogError::Corrupt {
+                seq,
+                detail: "impossible record length".to_owned(),
+            });
+        }
+        let mut bytes = vec![0u8; total];
+        file.read_exact_at(&mut bytes, offset).map_err(io)?;
+        let (record, _) = segment::decode_record(&bytes).map_err(|e| LogError::Corrupt {
             seq,
-            detail: format!("the offsets index points at entry {}", record.seq),
-        });
+            detail: e.to_string(),
+        })?;
+        if record.seq != seq {
+            return Err(LogError::Corrupt {
+                seq,
+                detail: format!("the offsets index points at entry {}", record.seq),
+            });
+        }
+        records.push(record);
     }
-    Ok(record)
+    Ok(records)
 }

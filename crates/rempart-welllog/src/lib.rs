@@ -329,6 +329,19 @@ impl WellLog {
         Ok(consistency_proof(&self.tree(new)?, old, new)?)
     }
 
+    /// Entries `from..to` (to at most the size), each checked against its
+    /// leaf hash: for readers that go through the log in order.
+    pub fn read_range(&self, from: u64, to: u64) -> Result<Vec<Record>, LogError> {
+        let to = to.min(self.size());
+        let firsts = self
+            .shared
+            .firsts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        files::read_records(&self.shared.root, &firsts, from, to)
+    }
+
     /// One entry, checked against its leaf hash as it is read.
     pub fn read(&self, seq: u64) -> Result<Record, LogError> {
         if seq >= self.size() {

@@ -217,8 +217,9 @@ pub async fn list(
     let from = query.from.unwrap_or_else(|| size.saturating_sub(limit));
     let filter = query.q.as_deref().map(parse_query).transpose()?;
     let mut entries = Vec::new();
-    for seq in from..size.min(from.saturating_add(limit)) {
-        let entry = view(seq, state.welllog.read(seq).map_err(log_error)?)?;
+    let end = size.min(from.saturating_add(limit));
+    for record in state.welllog.read_range(from, end).map_err(log_error)? {
+        let entry = view(record.seq, record)?;
         let keep = match (&filter, &entry.entry) {
             (None, _) => true,
             (Some(filter), Some(value)) => filter.matches(value),
