@@ -253,6 +253,21 @@ mod tests {
         ));
     }
 
+    /// Regression (found by the fuzzer): a number that is not an exact f64
+    /// must print and parse back to the same bytes, or a verifier that
+    /// re-canonicalises a shown entry gets another leaf hash. serde_json's
+    /// `float_roundtrip` makes its parsing correctly rounded.
+    #[test]
+    fn canonical_numbers_survive_a_round_trip() {
+        let value: Value = serde_json::from_str(
+            r#"{"kind":"p","d":266666666666666666666666666666666666666666,"f":0.1}"#,
+        )
+        .unwrap();
+        let bytes = canonical_entry(value, &stamp()).unwrap();
+        let again: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(serde_json::to_vec(&again).unwrap(), bytes);
+    }
+
     #[test]
     fn kinds() {
         for good in [
