@@ -22,6 +22,9 @@ pub enum StoreError {
     /// Another process already holds this SQLite store as its sole writer.
     #[error("{detail}")]
     Locked { detail: String },
+    /// A caller asked for something the store cannot do (a bug in the caller).
+    #[error("{detail}")]
+    Invalid { detail: String },
     /// Any other error from the database or its driver.
     #[error("database error: {0}")]
     Backend(#[source] sqlx::Error),

@@ -46,6 +46,7 @@ mod error;
 mod machines;
 mod migrate;
 mod users;
+mod welllog;
 
 use std::borrow::Cow;
 use std::fs::{File, TryLockError};
@@ -59,7 +60,9 @@ use sqlx::{AnyPool, Executor};
 use cache::IdentityCache;
 pub use error::StoreError;
 pub use machines::{Machine, NewMachine};
+use rempart_core::Secret;
 pub use users::{NewUser, User};
+pub use welllog::{Notice, Notifications, Sequencer, SharedEntry};
 
 /// Which database a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +81,8 @@ pub struct Store {
     identity_cache: Option<Arc<IdentityCache>>,
     /// Held for the store's lifetime: what makes this process the sole writer.
     _writer_lock: Option<Arc<File>>,
+    /// For the sessions that cannot come from the pool (notifications).
+    url: Arc<Secret<String>>,
 }
 
 impl Store {
@@ -168,6 +173,7 @@ impl Store {
             backend,
             identity_cache: writer_lock.as_ref().map(|_| Arc::default()),
             _writer_lock: writer_lock,
+            url: Arc::new(Secret::new(url.into_owned())),
         })
     }
 

@@ -16,12 +16,20 @@ struct Migration {
 }
 
 /// Every migration this binary knows, in version order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identities",
-    sqlite: include_str!("../migrations/sqlite/0001_identities.sql"),
-    postgres: include_str!("../migrations/postgres/0001_identities.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identities",
+        sqlite: include_str!("../migrations/sqlite/0001_identities.sql"),
+        postgres: include_str!("../migrations/postgres/0001_identities.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "welllog_shared",
+        sqlite: include_str!("../migrations/sqlite/0002_welllog_shared.sql"),
+        postgres: include_str!("../migrations/postgres/0002_welllog_shared.sql"),
+    },
+];
 
 /// The key of the PostgreSQL advisory lock that serialises migration runs of
 /// control-plane processes starting together ("REMPART" in ASCII).

@@ -9,7 +9,9 @@
 use std::future::Future;
 
 use rempart_core::{ApiToken, MachineName, MachineRole, Role, Roles, TokenHash, UserName};
-use rempart_store::{Backend, Machine, NewMachine, NewUser, Store, StoreError, User};
+use rempart_store::{
+    Backend, Machine, NewMachine, NewUser, Notice, SharedEntry, Store, StoreError, User,
+};
 use sqlx::{AnyConnection, Connection, Executor, PgConnection, Row};
 
 const POSTGRES_URL_VAR: &str = "REMPART_TEST_POSTGRES_URL";
@@ -63,6 +65,9 @@ on_both_backends!(
         corrupt_rows_are_errors_not_panics,
         the_last_admin_stays_enabled,
         concurrent_token_replacements_leave_one_token,
+        shared_welllog_sequences_batches_in_order,
+        shared_welllog_erasure_keeps_the_leaf,
+        shared_welllog_damage_is_corrupt,
     ],
     fresh: [
         two_stores_opened_together_share_the_database,
@@ -578,7 +583,13 @@ async fn migrations_are_idempotent(db: Db) {
         .iter()
         .map(|row| (row.get(0), row.get(1)))
         .collect();
-    assert_eq!(versions, [(1, "identities".to_owned())]);
+    assert_eq!(
+        versions,
+        [
+            (1, "identities".to_owned()),
+            (2, "welllog_shared".to_owned())
+        ]
+    );
     conn.close().await.expect("close");
 }
 
@@ -594,7 +605,7 @@ async fn newer_schema_is_refused(db: Db) {
             assert_eq!(version, 9999);
             assert_eq!(
                 detail,
-                "database schema version 9999 is newer than this rempart knows (1)"
+                "database schema version 9999 is newer than this rempart knows (2)"
             );
         }
         other => panic!("expected a migration error, got {other:?}"),
@@ -916,4 +927,360 @@ fn admin_url_rewrites() {
         with_database_name("postgres://h:5432", "t"),
         "postgres://h:5432/t"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The shared well-log (several nodes on PostgreSQL)
+
+/// A batch of `count` entries whose payloads name `tag`.
+fn batch(tag: &str, count: usize) -> Vec<([u8; 32], Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let payload = format!("{{\"kind\":\"test\",\"msg\":\"{tag}-{i}\"}}").into_bytes();
+            let mut leaf = [0u8; 32];
+            leaf[..payload.len().min(32)].copy_from_slice(&payload[..payload.len().min(32)]);
+            leaf[31] = i as u8;
+            (leaf, payload)
+        })
+        .collect()
+}
+
+fn payload_text(entry: &SharedEntry) -> String {
+    String::from_utf8(entry.payload.clone().expect("a payload")).expect("utf-8")
+}
+
+async fn shared_welllog_sequences_batches_in_order(db: Db) {
+    let store = &db.store;
+    assert_eq!(store.welllog_size().await.expect("size"), 0);
+    let a1 = store
+        .welllog_submit("node-a", &batch("a1", 3), 1)
+        .await
+        .expect("submit a1");
+    let b1 = store
+        .welllog_submit("node-b", &batch("b1", 2), 2)
+        .await
+        .expect("submit b1");
+    // Submitted is not sequenced.
+    assert_eq!(store.welllog_size().await.expect("size"), 0);
+    assert!(
+        store
+            .welllog_sequenced("node-a", a1)
+            .await
+            .expect("sequenced")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.welllog_submit("node-a", &[], 3).await,
+        Err(StoreError::Invalid { .. })
+    ));
+
+    let mut sequencer = store.welllog_sequencer().await.expect("sequencer");
+    assert!(matches!(
+        sequencer.sequence(10, 1000).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(sequencer.try_lead().await.expect("lead"));
+    assert_eq!(
+        sequencer.sequence(10, 1000).await.expect("sequence"),
+        Some(0..5)
+    );
+    assert_eq!(sequencer.sequence(10, 1000).await.expect("nothing"), None);
+    assert_eq!(store.welllog_size().await.expect("size"), 5);
+    assert_eq!(
+        store.welllog_sequenced("node-a", a1).await.expect("a"),
+        vec![(a1, 0)]
+    );
+    assert_eq!(
+        store.welllog_sequenced("node-b", b1).await.expect("b"),
+        vec![(b1, 3)]
+    );
+
+    // A bound on entries stops between batches, never inside one.
+    store
+        .welllog_submit("node-a", &batch("a2", 4), 4)
+        .await
+        .expect("a2");
+    store
+        .welllog_submit("node-b", &batch("b2", 1), 5)
+        .await
+        .expect("b2");
+    assert_eq!(
+        sequencer.sequence(10, 2).await.expect("bounded"),
+        Some(5..9)
+    );
+    assert_eq!(sequencer.sequence(10, 2).await.expect("rest"), Some(9..10));
+
+    let all = store.welllog_read(0, 100).await.expect("read all");
+    let texts: Vec<String> = all.iter().map(payload_text).collect();
+    let expected: Vec<String> = [
+        "a1-0", "a1-1", "a1-2", "b1-0", "b1-1", "a2-0", "a2-1", "a2-2", "a2-3", "b2-0",
+    ]
+    .iter()
+    .map(|m| format!("{{\"kind\":\"test\",\"msg\":\"{m}\"}}"))
+    .collect();
+    assert_eq!(texts, expected);
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(all[4].leaf, batch("b1", 2)[1].0);
+    // Reads are in whole batches: from 3 asking for 1 gives b1 whole.
+    let part = store.welllog_read(3, 1).await.expect("read part");
+    assert_eq!(part.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert!(
+        store
+            .welllog_read(10, 5)
+            .await
+            .expect("at the end")
+            .is_empty()
+    );
+    // Reading from inside a batch is refused: replicas copy whole batches.
+    assert!(matches!(
+        store.welllog_read(1, 5).await,
+        Err(StoreError::Corrupt { .. })
+    ));
+
+    // Settings: the first value recorded wins.
+    assert_eq!(
+        store
+            .welllog_claim_setting("verifier_key", "key-a")
+            .await
+            .expect("claim"),
+        "key-a"
+    );
+    assert_eq!(
+        store
+            .welllog_claim_setting("verifier_key", "key-b")
+            .await
+            .expect("claim again"),
+        "key-a"
+    );
+}
+
+async fn shared_welllog_erasure_keeps_the_leaf(db: Db) {
+    let store = &db.store;
+    store
+        .welllog_submit("n", &batch("x", 3), 1)
+        .await
+        .expect("submit");
+    let mut sequencer = store.welllog_sequencer().await.expect("sequencer");
+    assert!(sequencer.try_lead().await.expect("lead"));
+    sequencer.sequence(10, 100).await.expect("sequence");
+
+    assert_eq!(store.welllog_erase(&[1], 10).await.expect("erase"), 1);
+    assert_eq!(store.welllog_erase(&[1], 11).await.expect("again"), 0);
+    match store.welllog_erase(&[2, 3], 12).await {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "well-log entry 3"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    // All or nothing: entry 2 of the refused order keeps its payload.
+    let entries = store.welllog_read(0, 3).await.expect("read");
+    assert!(entries[0].payload.is_some());
+    assert_eq!(entries[1].payload, None);
+    assert_eq!(entries[1].leaf, batch("x", 3)[1].0);
+    assert!(entries[2].payload.is_some());
+    assert_eq!(
+        store.welllog_erasures(0, 10).await.expect("erasures"),
+        vec![(1, 1)]
+    );
+    assert!(
+        store
+            .welllog_erasures(1, 10)
+            .await
+            .expect("after the first")
+            .is_empty()
+    );
+}
+
+async fn shared_welllog_damage_is_corrupt(db: Db) {
+    let store = &db.store;
+    store
+        .welllog_submit("n", &batch("x", 3), 1)
+        .await
+        .expect("submit");
+    store
+        .welllog_submit("n", &batch("y", 2), 1)
+        .await
+        .expect("submit");
+    let mut sequencer = store.welllog_sequencer().await.expect("sequencer");
+    assert!(sequencer.try_lead().await.expect("lead"));
+    sequencer.sequence(10, 100).await.expect("sequence");
+    // A row removed behind the store's back is a missing entry, named.
+    raw_sql(
+        &db.url,
+        "DELETE FROM welllog_entries WHERE batch_id = (SELECT MIN(id) FROM welllog_batches) AND position = 1",
+    )
+    .await;
+    match store.welllog_read(0, 10).await {
+        Err(StoreError::Corrupt { detail }) => assert!(detail.contains("entry 1"), "{detail}"),
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    // A batch moved so that the log has a hole.
+    raw_sql(
+        &db.url,
+        "UPDATE welllog_batches SET first_seq = 7 WHERE first_seq = 3",
+    )
+    .await;
+    match store.welllog_read(3, 10).await {
+        Err(StoreError::Corrupt { detail }) => {
+            assert!(detail.contains("no batch starting at entry 3"), "{detail}")
+        }
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    // A leaf of the wrong length.
+    raw_sql(
+        &db.url,
+        "UPDATE welllog_batches SET first_seq = 3 WHERE first_seq = 7",
+    )
+    .await;
+    let bad_leaf = match store.backend() {
+        Backend::Sqlite => "UPDATE welllog_entries SET leaf = X'00' WHERE position = 0",
+        Backend::Postgres => "UPDATE welllog_entries SET leaf = '\\x00' WHERE position = 0",
+    };
+    // The CHECK constraint refuses it at the door on both backends.
+    let mut conn = AnyConnection::connect(&db.url).await.expect("connect");
+    assert!(conn.execute(bad_leaf).await.is_err());
+    conn.close().await.expect("close");
+}
+
+/// On PostgreSQL exactly one session holds the sequencer's lock; when it
+/// ends, another takes over and carries on from where the log ends.
+#[tokio::test]
+async fn postgres_one_sequencer_at_a_time() {
+    run(Backend::Postgres, |db| async move {
+        let second = Store::open(&db.url).await.expect("a second node");
+        let mut first_sequencer = db.store.welllog_sequencer().await.expect("sequencer 1");
+        let mut second_sequencer = second.welllog_sequencer().await.expect("sequencer 2");
+        let mut notices = second
+            .welllog_notifications()
+            .await
+            .expect("listen")
+            .expect("postgres notifies");
+        assert!(first_sequencer.try_lead().await.expect("lead 1"));
+        assert!(!second_sequencer.try_lead().await.expect("lead 2"));
+        assert!(matches!(
+            second_sequencer.sequence(10, 10).await,
+            Err(StoreError::Invalid { .. })
+        ));
+
+        second
+            .welllog_submit("b", &batch("b", 2), 1)
+            .await
+            .expect("submit");
+        assert_eq!(
+            notices.next().await.expect("notice"),
+            Some(Notice::Submitted)
+        );
+        assert_eq!(
+            first_sequencer.sequence(10, 10).await.expect("sequence"),
+            Some(0..2)
+        );
+        assert_eq!(
+            notices.next().await.expect("notice"),
+            Some(Notice::Sequenced)
+        );
+
+        // The sequencer's session ends (its process died): the lock is free.
+        drop(first_sequencer);
+        let mut took_over = false;
+        for _ in 0..50 {
+            if second_sequencer.try_lead().await.expect("lead 2") {
+                took_over = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(took_over, "the lock was not released");
+        db.store
+            .welllog_submit("a", &batch("a", 1), 2)
+            .await
+            .expect("submit");
+        assert_eq!(
+            second_sequencer.sequence(10, 10).await.expect("sequence"),
+            Some(2..3)
+        );
+        db.store.welllog_erase(&[0], 3).await.expect("erase");
+        // Skip the two notices of the submission and the sequencing.
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(notices.next().await.expect("notice"));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                Some(Notice::Submitted),
+                Some(Notice::Sequenced),
+                Some(Notice::Erased)
+            ]
+        );
+        second.close().await;
+    })
+    .await
+}
+
+/// Nodes submitting while the sequencer works get contiguous, distinct
+/// ranges; and the database itself refuses a range given twice (`first_seq`
+/// is unique), whoever tries.
+#[tokio::test]
+async fn postgres_concurrent_submitters_get_distinct_ranges() {
+    run(Backend::Postgres, |db| async move {
+        let mut sequencer = db.store.welllog_sequencer().await.expect("sequencer");
+        assert!(sequencer.try_lead().await.expect("lead"));
+        let mut submitters = Vec::new();
+        for node in 0..4 {
+            let store = db.store.clone();
+            submitters.push(tokio::spawn(async move {
+                for round in 0..20 {
+                    store
+                        .welllog_submit(
+                            &format!("n{node}"),
+                            &batch(&format!("{node}-{round}"), 1 + round % 3),
+                            1,
+                        )
+                        .await
+                        .expect("submit");
+                }
+            }));
+        }
+        let mut sequenced = 0;
+        // Sequence while they submit (bounded: 200 rounds of 5 ms at most).
+        for _ in 0..200 {
+            if submitters.iter().all(|s| s.is_finished()) {
+                break;
+            }
+            if let Some(range) = sequencer.sequence(7, 1000).await.expect("sequence") {
+                assert_eq!(range.start, sequenced, "contiguous");
+                sequenced = range.end;
+            } else {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        for submitter in submitters {
+            submitter.await.expect("submitter");
+        }
+        while let Some(range) = sequencer.sequence(100, 10_000).await.expect("rest") {
+            assert_eq!(range.start, sequenced);
+            sequenced = range.end;
+        }
+        // 4 nodes x (rounds 0..20 of 1, 2 or 3 entries).
+        let per_node: u64 = (0..20).map(|r| 1 + r % 3).sum();
+        assert_eq!(sequenced, 4 * per_node);
+        let all = db.store.welllog_read(0, sequenced).await.expect("read");
+        assert_eq!(all.len() as u64, sequenced);
+        let mut texts: Vec<String> = all.iter().map(payload_text).collect();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len() as u64, sequenced, "no entry twice");
+        // A second claim on an existing range is refused by the database.
+        let mut conn = AnyConnection::connect(&db.url).await.expect("connect");
+        let twice = conn
+            .execute(
+                "UPDATE welllog_batches SET first_seq = 0 \
+                 WHERE id = (SELECT MAX(id) FROM welllog_batches)",
+            )
+            .await;
+        assert!(twice.is_err(), "a range was given twice");
+        conn.close().await.expect("close");
+    })
+    .await
 }
