@@ -83,6 +83,7 @@ pub async fn serve(
             config.welllog.checkpoint_interval_ms.get().unsigned_abs(),
         ),
         queue: 1024,
+        copy: false,
     })
     .await
     .context("opening the well-log")?;

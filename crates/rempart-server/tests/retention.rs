@@ -30,6 +30,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         origin: "rempart.test/welllog".into(),
         checkpoint_every: Duration::from_millis(100),
         queue: 16,
+        copy: false,
     })
     .await
     .expect("log");

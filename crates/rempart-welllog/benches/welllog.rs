@@ -73,6 +73,7 @@ fn main() {
             origin: "bench.rempart/welllog".into(),
             checkpoint_every: Duration::from_millis(500),
             queue: 1024,
+            copy: false,
         })
         .await
         .expect("open");

@@ -63,6 +63,8 @@ pub enum LogError {
     Proof(#[from] ProofError),
     #[error("the well-log is shutting down")]
     Closed,
+    #[error("{0}")]
+    WrongMode(&'static str),
 }
 
 /// How to open a well-log.
@@ -75,6 +77,9 @@ pub struct Options {
     /// Appends waiting for the writer at most; beyond, `append` waits
     /// (back-pressure, so memory stays bounded under overload).
     pub queue: usize,
+    /// A node's copy of the log shared by several nodes: entries come only
+    /// through [`WellLog::replicate`], never [`WellLog::append`].
+    pub copy: bool,
 }
 
 struct Shared {
@@ -85,6 +90,7 @@ struct Shared {
     signer: NoteSigner,
     latest: RwLock<SignedCheckpoint>,
     signing: Mutex<()>,
+    copy: bool,
 }
 
 use writer::{Append, Command};
@@ -198,6 +204,7 @@ impl WellLog {
                 signer,
                 latest: RwLock::new(latest),
                 signing: Mutex::new(()),
+                copy: options.copy,
             }),
         };
         log.sign_checkpoint().await?;
@@ -243,6 +250,11 @@ impl WellLog {
     /// A producer that keeps several submissions in flight overlaps its own
     /// work with the writer's fsync.
     pub async fn submit(&self, payloads: Vec<Vec<u8>>) -> Result<Submitted, LogError> {
+        if self.shared.copy {
+            return Err(LogError::WrongMode(
+                "this node's well-log is a copy of the shared log: entries enter through its sequencer",
+            ));
+        }
         let count = payloads.len() as u64;
         if count == 0 {
             return Ok(Submitted {
@@ -262,6 +274,33 @@ impl WellLog {
             answer: Some(answer),
             size: 0,
         })
+    }
+
+    /// Appends records copied from the shared log (see [`Options::copy`]):
+    /// they must be the next entries, in order, each payload matching its
+    /// leaf (an erased one has none), else nothing is written and the answer
+    /// is [`LogError::Corrupt`]. Returns the new size once on disk.
+    pub async fn replicate(&self, records: Vec<Record>) -> Result<u64, LogError> {
+        if !self.shared.copy {
+            return Err(LogError::WrongMode(
+                "only a copy of the shared log takes replicated entries",
+            ));
+        }
+        if records.is_empty() {
+            return Ok(self.size());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .queue
+            .send(Command::Replicate { records, reply })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Whether this is a node's copy of a shared log.
+    pub fn is_copy(&self) -> bool {
+        self.shared.copy
     }
 
     /// Erases the payloads of `seqs` in place: their leaf hashes stay, so

@@ -9,10 +9,12 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::LogError;
+use rempart_merkle::{Hash, leaf_hash};
+
 use crate::files::{self, SEGMENT_BYTES};
 use crate::levels::Levels;
 use crate::segment;
+use crate::{LogError, Record};
 
 /// Entries committed in one group at most.
 const MAX_GROUP_ENTRIES: usize = 65_536;
@@ -36,6 +38,19 @@ pub enum Command {
         seqs: Vec<u64>,
         reply: oneshot::Sender<Result<u64, LogError>>,
     },
+    /// Append records copied from the shared log (a node's copy of it);
+    /// answered with the new size.
+    Replicate {
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<u64, LogError>>,
+    },
+}
+
+/// Records encoded and not yet written.
+#[derive(Default)]
+struct Staged {
+    buffer: Vec<u8>,
+    offsets: Vec<u8>,
 }
 
 pub struct Writer {
@@ -77,42 +92,97 @@ impl Writer {
 
     /// Writes a group; returns the first sequence number of each append.
     fn commit(&mut self, group: &[Append]) -> Result<Vec<u64>, LogError> {
-        let io = |what: &'static str| move |e: std::io::Error| LogError::Io(format!("{what}: {e}"));
-        let mut buffer = Vec::new();
-        let mut offsets = Vec::new();
+        let mut staged = Staged::default();
         let mut starts = Vec::with_capacity(group.len());
         for append in group {
             starts.push(self.next);
             for payload in &append.payloads {
-                let record_len = (segment::RECORD_OVERHEAD + payload.len()) as u64;
-                let position = self.segment_len + buffer.len() as u64;
-                if position + record_len > SEGMENT_BYTES && position > segment::HEADER_LEN as u64 {
-                    self.segment
-                        .write_all(&buffer)
-                        .map_err(io("writing a segment"))?;
-                    self.segment.sync_data().map_err(io("syncing a segment"))?;
-                    self.segment_len += buffer.len() as u64;
-                    buffer.clear();
-                    self.start_segment()?;
-                }
-                let offset = self.segment_len + buffer.len() as u64;
-                offsets.extend_from_slice(&offset.to_le_bytes());
-                let leaf = segment::encode_record(&mut buffer, self.next, payload);
-                self.levels.push(leaf).map_err(io("extending the tree"))?;
-                self.next += 1;
+                self.stage(&mut staged, leaf_hash(payload), Some(payload))?;
             }
         }
+        self.finish(staged)?;
+        Ok(starts)
+    }
+
+    /// Checks records copied from the shared log before anything is written:
+    /// the next entries, one after the other, each payload matching its leaf.
+    fn check_copy(&self, records: &[Record]) -> Result<(), LogError> {
+        for (i, record) in records.iter().enumerate() {
+            let expected = self.next + i as u64;
+            if record.seq != expected {
+                return Err(LogError::Corrupt {
+                    seq: expected,
+                    detail: format!(
+                        "the copy expected entry {expected} and was given {}",
+                        record.seq
+                    ),
+                });
+            }
+            if let Some(payload) = &record.payload
+                && leaf_hash(payload) != record.leaf
+            {
+                return Err(LogError::Corrupt {
+                    seq: record.seq,
+                    detail: "the payload does not match its leaf hash".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes records that passed [`Writer::check_copy`], whose leaves and
+    /// sequence numbers are given; returns the new size.
+    fn replicate(&mut self, records: &[Record]) -> Result<u64, LogError> {
+        let mut staged = Staged::default();
+        for record in records {
+            self.stage(&mut staged, record.leaf, record.payload.as_deref())?;
+        }
+        self.finish(staged)?;
+        Ok(self.next)
+    }
+
+    /// Encodes one record after those staged, starting a new segment first
+    /// when it would not fit.
+    fn stage(
+        &mut self,
+        staged: &mut Staged,
+        leaf: Hash,
+        payload: Option<&[u8]>,
+    ) -> Result<(), LogError> {
+        let io = |what: &'static str| move |e: std::io::Error| LogError::Io(format!("{what}: {e}"));
+        let record_len = (segment::RECORD_OVERHEAD + payload.map_or(0, <[u8]>::len)) as u64;
+        let position = self.segment_len + staged.buffer.len() as u64;
+        if position + record_len > SEGMENT_BYTES && position > segment::HEADER_LEN as u64 {
+            self.segment
+                .write_all(&staged.buffer)
+                .map_err(io("writing a segment"))?;
+            self.segment.sync_data().map_err(io("syncing a segment"))?;
+            self.segment_len += staged.buffer.len() as u64;
+            staged.buffer.clear();
+            self.start_segment()?;
+        }
+        let offset = self.segment_len + staged.buffer.len() as u64;
+        staged.offsets.extend_from_slice(&offset.to_le_bytes());
+        segment::encode_parts(&mut staged.buffer, self.next, &leaf, payload);
+        self.levels.push(leaf).map_err(io("extending the tree"))?;
+        self.next += 1;
+        Ok(())
+    }
+
+    /// Writes what is staged and makes it durable.
+    fn finish(&mut self, staged: Staged) -> Result<(), LogError> {
+        let io = |what: &'static str| move |e: std::io::Error| LogError::Io(format!("{what}: {e}"));
         self.segment
-            .write_all(&buffer)
+            .write_all(&staged.buffer)
             .map_err(io("writing a segment"))?;
         // The acknowledgement's promise: the entries are on disk.
         self.segment.sync_data().map_err(io("syncing a segment"))?;
-        self.segment_len += buffer.len() as u64;
+        self.segment_len += staged.buffer.len() as u64;
         self.offsets
-            .write_all(&offsets)
+            .write_all(&staged.offsets)
             .map_err(io("writing offsets"))?;
         self.levels.flush().map_err(io("writing the tree"))?;
-        Ok(starts)
+        Ok(())
     }
 
     fn start_segment(&mut self) -> Result<(), LogError> {
@@ -187,6 +257,24 @@ impl Writer {
                         Some(err) => Err(err.clone()),
                         None => self.erase(&seqs),
                     };
+                    let _ = reply.send(outcome);
+                    continue;
+                }
+                Command::Replicate { records, reply } => {
+                    let outcome = match &failed {
+                        Some(err) => Err(err.clone()),
+                        // A refused copy leaves the log as it was; a failed
+                        // write leaves it unknown, like a failed append.
+                        None => self.check_copy(&records).and_then(|()| {
+                            self.replicate(&records).inspect_err(|err| {
+                                tracing::error!(error = %err, "well-log: a write failed; refusing appends until restart");
+                                failed = Some(err.clone());
+                            })
+                        }),
+                    };
+                    if let Ok(size) = outcome {
+                        let _ = durable.send(size);
+                    }
                     let _ = reply.send(outcome);
                     continue;
                 }

@@ -19,6 +19,7 @@ fn options(dir: &Path) -> Options {
         origin: "rempart.test/welllog".to_owned(),
         checkpoint_every: Duration::from_millis(50),
         queue: 64,
+        copy: false,
     }
 }
 
@@ -324,4 +325,77 @@ async fn erasing_a_payload_keeps_the_tree_and_its_proofs() {
     );
     let log = WellLog::open(options(dir.path())).await.unwrap();
     assert_eq!(log.read(7).unwrap().payload, None);
+}
+
+/// A node's copy of the shared log: records copied one batch after another
+/// (payloads, and erased ones as their leaf alone) make the same tree as the
+/// original, verify offline, and a copy that does not follow on is refused
+/// without touching the files.
+#[tokio::test]
+async fn a_copy_replicates_records_to_the_same_tree() {
+    let original_dir = tempfile::tempdir().unwrap();
+    let original = filled(original_dir.path(), 40).await;
+    original.erase(vec![3, 17]).await.unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = WellLog::open(Options {
+        copy: true,
+        ..options(copy_dir.path())
+    })
+    .await
+    .unwrap();
+    assert!(copy.is_copy());
+    assert!(matches!(
+        copy.append(vec![entry(0)]).await,
+        Err(LogError::WrongMode(_))
+    ));
+    assert!(matches!(
+        original.replicate(vec![]).await,
+        Err(LogError::WrongMode(_))
+    ));
+
+    let records = original.read_range(0, 40).unwrap();
+    assert_eq!(copy.replicate(records[..25].to_vec()).await.unwrap(), 25);
+    // Not the next entry: refused, nothing written.
+    let refused = copy.replicate(records[26..30].to_vec()).await;
+    assert!(
+        matches!(refused, Err(LogError::Corrupt { seq: 25, .. })),
+        "{refused:?}"
+    );
+    // A payload that does not match its leaf: refused.
+    let mut forged = records[25].clone();
+    forged.payload = Some(b"{\"kind\":\"forged\"}".to_vec());
+    assert!(matches!(
+        copy.replicate(vec![forged]).await,
+        Err(LogError::Corrupt { seq: 25, .. })
+    ));
+    assert_eq!(copy.size(), 25);
+    assert_eq!(copy.replicate(records[25..].to_vec()).await.unwrap(), 40);
+
+    assert_eq!(copy.root(40).unwrap(), original.root(40).unwrap());
+    assert_eq!(copy.read(3).unwrap().payload, None);
+    assert_eq!(copy.read(4).unwrap().payload, Some(entry(4)));
+    let signed = copy.sign_checkpoint().await.unwrap();
+    assert_eq!(signed.size, 40);
+    assert_eq!(signed.root, original.root(40).unwrap());
+    let consistency = copy.consistency_proof(25, 40).unwrap();
+    verify_consistency(
+        25,
+        40,
+        &consistency,
+        &original.root(25).unwrap(),
+        &signed.root,
+    )
+    .unwrap();
+    // The copy survives a restart and verifies from its files alone.
+    drop(copy);
+    let reopened = WellLog::open(Options {
+        copy: true,
+        ..options(copy_dir.path())
+    })
+    .await
+    .unwrap();
+    assert_eq!(reopened.size(), 40);
+    let report = check(copy_dir.path(), None);
+    assert_eq!(report.problem, None);
+    assert_eq!((report.entries, report.erased), (40, 2));
 }
