@@ -35,7 +35,7 @@ pub async fn record(
         tracing::error!(error = %e, kind, "an internal event does not fit the schema");
         ApiError::unavailable(&e)
     })?;
-    let range = state.welllog.append(vec![entry]).await.map_err(|e| {
+    let range = state.writer.append(vec![entry]).await.map_err(|e| {
         tracing::error!(error = %e, kind, "the change was made but could not be written to the well-log");
         ApiError::unavailable(&e)
     })?;

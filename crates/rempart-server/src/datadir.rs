@@ -244,6 +244,13 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     write_new(&dir.ca_key(), ca.key_pem().expose(), 0o600)?;
     write_new(&dir.ca_cert(), ca.cert_pem(), 0o644)?;
     issue_server_cert(dir, &ca, &config)?;
+    // The well-log's signing key, made now: every node copied from this
+    // directory then signs the shared log's checkpoints with the same key.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir.welllog())
+        .with_context(|| format!("creating {}", dir.welllog().display()))?;
+    rempart_welllog::checkpoints::load_or_create_signer(&dir.welllog(), &origin)?;
 
     let store = open_store(dir, &config.store, false).await?;
     if !store.list_users().await?.is_empty() {

@@ -20,10 +20,12 @@ pub mod error;
 pub mod extract;
 pub mod indexer;
 pub mod listener;
+pub mod logwriter;
 pub mod metrics;
 pub mod openapi;
 pub mod retention;
 pub mod routes;
+pub mod shared_log;
 pub mod state;
 pub mod syslog;
 
@@ -76,6 +78,9 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let max_connections = usize::try_from(config.http.max_connections.get()).unwrap_or(1);
+    // On PostgreSQL the well-log is shared by every node; this node's files
+    // are its copy (see `shared_log`).
+    let shared = store.backend() == rempart_store::Backend::Postgres;
     let welllog = rempart_welllog::WellLog::open(rempart_welllog::Options {
         dir: dir.welllog(),
         origin: config.welllog.origin.as_str().to_owned(),
@@ -83,22 +88,43 @@ pub async fn serve(
             config.welllog.checkpoint_interval_ms.get().unsigned_abs(),
         ),
         queue: 1024,
-        copy: false,
+        copy: shared,
     })
     .await
     .context("opening the well-log")?;
     let index = rempart_search::Index::open_or_rebuild(&dir.search_index())
         .await
         .context("opening the search index")?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(metrics::Metrics::new());
+    let writer = if shared {
+        logwriter::LogWriter::Shared(
+            shared_log::SharedLog::start(
+                store.clone(),
+                welllog.clone(),
+                index.clone(),
+                config.welllog.origin.as_str(),
+                metrics.welllog_sequencer.clone(),
+                stop.clone(),
+            )
+            .await
+            .context("joining the shared well-log")?,
+        )
+    } else {
+        logwriter::LogWriter::Local {
+            log: welllog.clone(),
+            index: index.clone(),
+        }
+    };
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
         ca: Arc::new(credentials.ca),
-        metrics: Arc::new(metrics::Metrics::new()),
+        metrics,
         welllog: welllog.clone(),
+        writer,
         index: index.clone(),
     };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,
         credentials.server_key_pem.expose(),

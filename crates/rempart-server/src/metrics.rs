@@ -8,6 +8,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +36,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
+    /// 1 while this node sequences the shared well-log.
+    pub welllog_sequencer: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -57,10 +60,17 @@ impl Metrics {
             "Time to answer HTTP requests, by method and route",
             latency.clone(),
         );
+        let welllog_sequencer = Gauge::default();
+        registry.register(
+            "welllog_sequencer",
+            "1 while this node sequences the well-log shared by several nodes",
+            welllog_sequencer.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            welllog_sequencer,
         }
     }
 

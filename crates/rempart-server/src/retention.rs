@@ -19,9 +19,9 @@ const BATCH: u64 = 1000;
 
 /// Removes an erased entry from the search index, once the indexer has
 /// passed it (so that it cannot index the payload it read before).
-pub async fn forget(state: &AppState, seq: u64) {
+pub async fn forget(index: &rempart_search::Index, seq: u64) {
     for _ in 0..100 {
-        match state.index.indexed().await {
+        match index.indexed().await {
             Ok(indexed) if indexed > seq => break,
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(err) => {
@@ -30,7 +30,7 @@ pub async fn forget(state: &AppState, seq: u64) {
             }
         }
     }
-    if let Err(err) = state.index.forget(seq).await {
+    if let Err(err) = index.forget(seq).await {
         tracing::error!(error = %err, seq, "search index: an erased entry could not be removed");
     }
 }
@@ -65,10 +65,8 @@ pub async fn apply(state: &AppState, cutoff: OffsetDateTime) -> anyhow::Result<u
         })
         .await??;
         if !expired.is_empty() {
-            total += state.welllog.erase(expired.clone()).await?;
-            for erased in expired {
-                forget(state, erased).await;
-            }
+            // The writer also removes them from the search index.
+            total += state.writer.erase(expired).await?;
         }
         match stop {
             Some(newer) => {
@@ -112,7 +110,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                     source: rempart_welllog::Source::Internal,
                 };
                 if let Ok(entry) = rempart_welllog::canonical_entry(event, &stamp)
-                    && let Err(err) = state.welllog.append(vec![entry]).await
+                    && let Err(err) = state.writer.append(vec![entry]).await
                 {
                     tracing::error!(error = %err, "well-log retention: its record could not be written");
                 }

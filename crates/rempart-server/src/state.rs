@@ -5,6 +5,7 @@ use rempart_store::Store;
 use rempart_tls::CertificateAuthority;
 use rempart_welllog::WellLog;
 
+use crate::logwriter::LogWriter;
 use crate::metrics::Metrics;
 
 /// What every handler can reach. Cheap to clone.
@@ -14,6 +15,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub ca: Arc<CertificateAuthority>,
     pub metrics: Arc<Metrics>,
+    /// This node's well-log files: every read (entries, proofs, checkpoints).
     pub welllog: WellLog,
+    /// The one way to write to the well-log.
+    pub writer: LogWriter,
     pub index: rempart_search::Index,
 }

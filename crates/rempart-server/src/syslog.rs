@@ -146,7 +146,7 @@ async fn append(state: &AppState, frames: Vec<Vec<u8>>, sender: &str) -> bool {
     if batch.is_empty() {
         return true;
     }
-    match state.welllog.append(batch).await {
+    match state.writer.append(batch).await {
         Ok(_) => true,
         Err(err) => {
             tracing::error!(error = %err, sender, "syslog: the well-log refused a batch");

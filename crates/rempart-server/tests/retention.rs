@@ -60,6 +60,10 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         ca: Arc::new(rempart_tls::CertificateAuthority::generate().expect("ca")),
         metrics: Arc::new(rempart_server::metrics::Metrics::new()),
         welllog: welllog.clone(),
+        writer: rempart_server::logwriter::LogWriter::Local {
+            log: welllog.clone(),
+            index: index.clone(),
+        },
         index: index.clone(),
     };
     // A 30-day period: the two 40-day-old payloads go.

@@ -151,8 +151,8 @@ impl Store {
                 query = query
                     .bind(id)
                     .bind(position)
-                    .bind(leaf.to_vec())
-                    .bind(payload.clone());
+                    .bind(&leaf[..])
+                    .bind(&payload[..]);
             }
             query.execute(&mut *tx).await?;
         }
@@ -246,6 +246,21 @@ impl Store {
             });
         }
         Ok(entries)
+    }
+
+    /// The leaf hash of sequenced entry `seq`, if there is one.
+    pub async fn welllog_leaf(&self, seq: u64) -> Result<Option<[u8; 32]>, StoreError> {
+        let seq_i64 = to_i64(seq, "entry")?;
+        let row = sqlx::query(
+            "SELECT e.leaf FROM welllog_batches b JOIN welllog_entries e ON e.batch_id = b.id \
+             WHERE b.id = (SELECT id FROM welllog_batches WHERE first_seq IS NOT NULL \
+                           AND first_seq <= $1 ORDER BY first_seq DESC LIMIT 1) \
+               AND e.position = $1 - b.first_seq",
+        )
+        .bind(seq_i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| leaf_of(&row, "leaf", seq)).transpose()
     }
 
     /// Erases the payloads of sequenced entries (their leaves stay) and

@@ -1024,6 +1024,11 @@ async fn shared_welllog_sequences_batches_in_order(db: Db) {
         (0..10).collect::<Vec<_>>()
     );
     assert_eq!(all[4].leaf, batch("b1", 2)[1].0);
+    assert_eq!(
+        store.welllog_leaf(4).await.expect("leaf"),
+        Some(batch("b1", 2)[1].0)
+    );
+    assert_eq!(store.welllog_leaf(10).await.expect("no leaf"), None);
     // Reads are in whole batches: from 3 asking for 1 gives b1 whole.
     let part = store.welllog_read(3, 1).await.expect("read part");
     assert_eq!(part.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);

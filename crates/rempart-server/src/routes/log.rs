@@ -77,7 +77,7 @@ pub async fn append(
         .await
         .map_err(|e| ApiError::unavailable(&e))??;
     let accepted = payloads.len() as u64;
-    let range = state.welllog.append(payloads).await.map_err(log_error)?;
+    let range = state.writer.append(payloads).await.map_err(log_error)?;
     Ok(Json(AppendResult {
         accepted,
         first_seq: (accepted > 0).then_some(range.start),
@@ -274,8 +274,7 @@ pub async fn erase(
         let details = object(serde_json::json!({"reason": order.reason}));
         let order_seq =
             audit::record(&state, &caller, "log.erase", format!("log:{seq}"), details).await?;
-        let erased_now = state.welllog.erase(vec![seq]).await.map_err(log_error)? > 0;
-        crate::retention::forget(&state, seq).await;
+        let erased_now = state.writer.erase(vec![seq]).await.map_err(log_error)? > 0;
         Ok(Erased {
             seq,
             erased_now,
