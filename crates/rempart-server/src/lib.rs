@@ -104,7 +104,10 @@ pub async fn serve(
                 welllog.clone(),
                 index.clone(),
                 config.welllog.origin.as_str(),
-                metrics.welllog_sequencer.clone(),
+                shared_log::Gauges {
+                    sequencer: metrics.welllog_sequencer.clone(),
+                    copy_stopped: metrics.welllog_copy_stopped.clone(),
+                },
                 stop.clone(),
             )
             .await

@@ -41,12 +41,19 @@ impl LogWriter {
         match self {
             LogWriter::Local { log, index } => {
                 let erased = log.erase(seqs.clone()).await?;
-                for seq in seqs {
-                    crate::retention::forget(index, seq).await;
-                }
+                crate::retention::forget(index, &seqs).await;
                 Ok(erased)
             }
             LogWriter::Shared(shared) => shared.erase(seqs).await,
+        }
+    }
+
+    /// Whether this node applies the retention period: a single node does;
+    /// on the shared log, the sequencer does it for every node.
+    pub fn applies_retention(&self) -> bool {
+        match self {
+            LogWriter::Local { .. } => true,
+            LogWriter::Shared(shared) => shared.is_sequencer(),
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Metrics {
     latency: LatencyFamily,
     /// 1 while this node sequences the shared well-log.
     pub welllog_sequencer: Gauge,
+    /// 1 once this node's copy of the shared well-log stopped at a mismatch.
+    pub welllog_copy_stopped: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,11 +68,18 @@ impl Metrics {
             "1 while this node sequences the well-log shared by several nodes",
             welllog_sequencer.clone(),
         );
+        let welllog_copy_stopped = Gauge::default();
+        registry.register(
+            "welllog_copy_stopped",
+            "1 once this node's copy of the shared well-log stopped at a mismatch (it then takes no entries)",
+            welllog_copy_stopped.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             welllog_sequencer,
+            welllog_copy_stopped,
         }
     }
 

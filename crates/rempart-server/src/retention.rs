@@ -17,21 +17,27 @@ use crate::state::AppState;
 const MARK: &str = "retention_checked";
 const BATCH: u64 = 1000;
 
-/// Removes an erased entry from the search index, once the indexer has
-/// passed it (so that it cannot index the payload it read before).
-pub async fn forget(index: &rempart_search::Index, seq: u64) {
+/// Removes erased entries from the search index, once the indexer has
+/// passed them (so that it cannot index a payload it read before). Waits for
+/// the indexer once, for the highest of them, at most 5 s.
+pub async fn forget(index: &rempart_search::Index, seqs: &[u64]) {
+    let Some(&highest) = seqs.iter().max() else {
+        return;
+    };
     for _ in 0..100 {
         match index.indexed().await {
-            Ok(indexed) if indexed > seq => break,
+            Ok(indexed) if indexed > highest => break,
             Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(err) => {
-                tracing::error!(error = %err, seq, "search index: cannot see how far it is");
-                return;
+                tracing::error!(error = %err, highest, "search index: cannot see how far it is");
+                break;
             }
         }
     }
-    if let Err(err) = index.forget(seq).await {
-        tracing::error!(error = %err, seq, "search index: an erased entry could not be removed");
+    for &seq in seqs {
+        if let Err(err) = index.forget(seq).await {
+            tracing::error!(error = %err, seq, "search index: an erased entry could not be removed");
+        }
     }
 }
 
@@ -90,7 +96,13 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
     }
     loop {
         let cutoff = OffsetDateTime::now_utc() - time::Duration::days(days);
-        match apply(&state, cutoff).await {
+        // On the shared log one node (the sequencer) applies it for all.
+        let outcome = if state.writer.applies_retention() {
+            apply(&state, cutoff).await
+        } else {
+            Ok(0)
+        };
+        match outcome {
             Ok(0) => {}
             Ok(erased) => {
                 tracing::info!(

@@ -40,8 +40,14 @@ const POLL_EVERY: Duration = Duration::from_millis(200);
 /// Batches and entries sequenced in one transaction at most.
 const SEQUENCE_BATCHES: u64 = 1024;
 const SEQUENCE_ENTRIES: u64 = 200_000;
-/// Entries copied in one step at most (whole batches, so a little more).
-const COPY_ENTRIES: u64 = 16_384;
+/// Entries copied in one step at most (to the end of a batch, so a little
+/// more): with entries of at most 64 KiB, a step holds at most 256 MiB plus
+/// one batch (bounded by the request body limit), about 1.2 MiB typically.
+const COPY_ENTRIES: u64 = 4096;
+/// How long an append waits for its batch to be numbered. Past it, the
+/// answer is an error, though the entries are stored and will be numbered
+/// when a sequencer runs (a client that resends may then log them twice).
+const SEQUENCED_WITHIN: Duration = Duration::from_secs(30);
 /// Erasures applied in one step at most.
 const ERASURES: u64 = 1000;
 /// How long an append waits for this node's copy to hold what it appended
@@ -60,6 +66,15 @@ fn now_ms() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
+/// What the shared log tells `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Gauges {
+    /// 1 while this node sequences.
+    pub sequencer: Gauge,
+    /// 1 once this node's copy stopped following the shared log.
+    pub copy_stopped: Gauge,
+}
+
 /// This node's part in the shared log.
 pub struct SharedLog {
     store: Store,
@@ -75,6 +90,9 @@ pub struct SharedLog {
     wake_follower: Notify,
     leading: AtomicBool,
     sequencer_gauge: Gauge,
+    /// Set when this node's copy stopped matching the shared log.
+    copy_stopped: AtomicBool,
+    copy_stopped_gauge: Gauge,
 }
 
 impl std::fmt::Debug for SharedLog {
@@ -94,7 +112,7 @@ impl SharedLog {
         copy: WellLog,
         index: Index,
         origin: &str,
-        sequencer_gauge: Gauge,
+        gauges: Gauges,
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<SharedLog>> {
         check_same_log(&store, &copy, origin).await?;
@@ -112,7 +130,9 @@ impl SharedLog {
             wake_waiters: Notify::new(),
             wake_follower: Notify::new(),
             leading: AtomicBool::new(false),
-            sequencer_gauge,
+            sequencer_gauge: gauges.sequencer,
+            copy_stopped: AtomicBool::new(false),
+            copy_stopped_gauge: gauges.copy_stopped,
         });
         tokio::spawn(shared.clone().listen(stop.clone()));
         tokio::spawn(shared.clone().elect_and_sequence(stop.clone()));
@@ -130,6 +150,13 @@ impl SharedLog {
     /// once sequenced (durable in PostgreSQL) and, within a few seconds,
     /// readable on this node.
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, LogError> {
+        if self.copy_stopped.load(Ordering::Relaxed) {
+            // Fail closed: a node that cannot check the shared log any more
+            // takes no entry it could not show back.
+            return Err(LogError::WrongMode(
+                "this node's copy of the shared well-log stopped at a mismatch: it takes no entries (see its log)",
+            ));
+        }
         if payloads.is_empty() {
             let size = self.copy.size();
             return Ok(size..size);
@@ -156,7 +183,19 @@ impl SharedLog {
             .insert(batch, reply);
         self.wake_sequencer.notify_one();
         self.wake_waiters.notify_one();
-        let first = answer.await.map_err(|_| LogError::Closed)?;
+        let first = match tokio::time::timeout(SEQUENCED_WITHIN, answer).await {
+            Ok(answer) => answer.map_err(|_| LogError::Closed)?,
+            Err(_) => {
+                self.waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&batch);
+                return Err(LogError::Io(format!(
+                    "the shared well-log did not number batch {batch} within {} s (is a sequencer running?): it is stored and will be numbered when one runs",
+                    SEQUENCED_WITHIN.as_secs()
+                )));
+            }
+        };
         let end = first + count;
         let mut grown = self.copy.watch();
         if tokio::time::timeout(READ_YOUR_WRITES, grown.wait_for(|size| *size >= end))
@@ -200,9 +239,7 @@ impl SharedLog {
             return Ok(());
         }
         self.copy.erase(copied.clone()).await?;
-        for seq in copied {
-            crate::retention::forget(&self.index, seq).await;
-        }
+        crate::retention::forget(&self.index, &copied).await;
         Ok(())
     }
 
@@ -325,7 +362,11 @@ impl SharedLog {
             tokio::select! {
                 () = self.wake_waiters.notified() => {}
                 () = tokio::time::sleep(POLL_EVERY / 2) => {}
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // Appends still waiting end now (closed), not at their deadline.
+                    self.waiters.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    return;
+                }
             }
             let oldest = {
                 let waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
@@ -358,6 +399,8 @@ impl SharedLog {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(LogError::Corrupt { seq, detail }) => {
+                    self.copy_stopped.store(true, Ordering::Relaxed);
+                    self.copy_stopped_gauge.set(1);
                     tracing::error!(
                         seq,
                         detail,
@@ -394,11 +437,38 @@ impl SharedLog {
             })?;
         let copied = entries.len() as u64;
         if copied > 0 {
+            self.check_erased(&entries).await?;
             let records = entries.into_iter().map(record).collect();
             self.copy.replicate(records).await?;
         }
         let erasures = self.apply_erasures().await?;
         Ok(copied >= COPY_ENTRIES || erasures >= ERASURES)
+    }
+
+    /// An entry without a payload must have its erasure recorded: a payload
+    /// nulled in the database behind the store's back is damage, not an
+    /// erasure.
+    async fn check_erased(&self, entries: &[SharedEntry]) -> Result<(), LogError> {
+        let without: Vec<u64> = entries
+            .iter()
+            .filter(|e| e.payload.is_none())
+            .map(|e| e.seq)
+            .collect();
+        if without.is_empty() {
+            return Ok(());
+        }
+        let recorded = self
+            .store
+            .welllog_erased_among(&without)
+            .await
+            .map_err(shared_error)?;
+        match without.iter().find(|seq| !recorded.contains(seq)) {
+            Some(&seq) => Err(LogError::Corrupt {
+                seq,
+                detail: "the shared log's entry has no payload and no erasure record".to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn apply_erasures(&self) -> Result<u64, LogError> {

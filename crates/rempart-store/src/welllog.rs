@@ -25,12 +25,15 @@ use crate::{Backend, Store, StoreError};
 /// ("RMPTSEQ" in ASCII).
 const PG_SEQUENCER_LOCK: i64 = 0x52_4D_50_54_53_45_51;
 
+/// The PostgreSQL advisory lock that orders erasures ("RMPTERA").
+const PG_ERASURE_LOCK: i64 = 0x52_4D_50_54_45_52_41;
+
 /// The PostgreSQL notification channel; payloads are [`Notice`] names.
 pub const NOTIFY_CHANNEL: &str = "rempart_welllog";
 
 /// Entry rows per `INSERT` statement (4 parameters each, far below the
 /// parameter limits of both backends).
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 4000;
 
 /// A sequenced entry as the database holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,8 +159,11 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        notify(&mut tx, self.backend, Notice::Submitted).await?;
         tx.commit().await?;
+        // After the commit, in a statement of its own: a notifying
+        // transaction's commit takes a database-wide lock, and submissions
+        // from every node should not queue on it with their inserts.
+        notify(&mut conn, self.backend, Notice::Submitted).await?;
         Ok(id)
     }
 
@@ -187,9 +193,10 @@ impl Store {
         end_of_log(&mut conn).await
     }
 
-    /// The sequenced entries from `from` on, whole batches only, starting with
-    /// the batch that starts at `from` and ending with the one that contains
-    /// entry `from + at_least - 1` (or the log's end). Every batch is checked
+    /// The sequenced entries from `from` on: the rest of the batch that holds
+    /// `from` (a copy can stop inside a batch: a crash between two of its
+    /// segment files), then whole batches up to the one that holds entry
+    /// `from + at_least - 1` (or the log's end). Every batch read is checked
     /// to be complete and contiguous: a missing, extra or misplaced row is
     /// [`StoreError::Corrupt`], naming the entry.
     pub async fn welllog_read(
@@ -197,20 +204,30 @@ impl Store {
         from: u64,
         at_least: u64,
     ) -> Result<Vec<SharedEntry>, StoreError> {
+        let holder: Option<i64> = sqlx::query(
+            "SELECT first_seq FROM welllog_batches \
+             WHERE first_seq IS NOT NULL AND first_seq <= $1 ORDER BY first_seq DESC LIMIT 1",
+        )
+        .bind(to_i64(from, "entry")?)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+        let start = to_u64(holder.unwrap_or(0), "first_seq")?;
         let rows = sqlx::query(
             "SELECT b.first_seq, b.entries, e.position, e.leaf, e.payload \
              FROM welllog_batches b JOIN welllog_entries e ON e.batch_id = b.id \
              WHERE b.first_seq >= $1 AND b.first_seq < $2 \
              ORDER BY b.first_seq, e.position",
         )
-        .bind(to_i64(from, "entry")?)
+        .bind(to_i64(start, "entry")?)
         .bind(to_i64(from.saturating_add(at_least.max(1)), "entry")?)
         .fetch_all(&self.pool)
         .await?;
         let mut entries = Vec::with_capacity(rows.len());
-        let mut expected = from;
+        let mut expected = start;
         // The end of the batch being read.
-        let mut batch_end = from;
+        let mut batch_end = start;
         for row in &rows {
             let first = to_u64(row.try_get(0)?, "first_seq")?;
             let count = to_u64(row.try_get(1)?, "entries")?;
@@ -233,11 +250,13 @@ impl Store {
                     ),
                 });
             }
-            entries.push(SharedEntry {
-                seq,
-                leaf: leaf_of(row, "leaf", seq)?,
-                payload: row.try_get("payload")?,
-            });
+            if seq >= from {
+                entries.push(SharedEntry {
+                    seq,
+                    leaf: leaf_of(row, "leaf", seq)?,
+                    payload: row.try_get("payload")?,
+                });
+            }
             expected += 1;
         }
         if expected != batch_end {
@@ -270,6 +289,15 @@ impl Store {
     pub async fn welllog_erase(&self, seqs: &[u64], now_ms: i64) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Erasures commit one transaction at a time, so their ids grow in
+            // commit order: a node that has applied erasure N never sees one
+            // below N appear later (ids are given at insert, not at commit).
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_ERASURE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut erased = 0;
         for &seq in seqs {
             let batch = sqlx::query(
@@ -332,6 +360,27 @@ impl Store {
             .collect()
     }
 
+    /// Which of `seqs` have an erasure recorded (an entry without a payload
+    /// and without one was nulled behind the store's back).
+    pub async fn welllog_erased_among(&self, seqs: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in seqs.chunks(ROWS_PER_INSERT) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT seq FROM welllog_erasures WHERE seq IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in chunk {
+                query = query.bind(to_i64(*seq, "entry")?);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                found.push(to_u64(row.try_get(0)?, "seq")?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Records `value` for the setting `name` if none is recorded yet, and
     /// returns the recorded one: the first node's value wins, and the others
     /// compare theirs to it.
@@ -358,8 +407,24 @@ impl Store {
 
     /// A connection of its own that may become the sequencer.
     pub async fn welllog_sequencer(&self) -> Result<Sequencer, StoreError> {
+        let mut conn = self.pool.acquire().await?.detach();
+        if self.backend == Backend::Postgres {
+            // The lock lives as long as the session: have the server close
+            // the session of a host that vanished (power loss, partition)
+            // within about 15 s, instead of TCP's two hours. A process that
+            // is merely paused still answers keepalives and keeps the lock:
+            // sequencing then waits; it never forks.
+            for setting in [
+                "SET tcp_keepalives_idle = 5",
+                "SET tcp_keepalives_interval = 2",
+                "SET tcp_keepalives_count = 3",
+                "SET tcp_user_timeout = 15000",
+            ] {
+                sqlx::query(setting).execute(&mut conn).await?;
+            }
+        }
         Ok(Sequencer {
-            conn: self.pool.acquire().await?.detach(),
+            conn,
             backend: self.backend,
             leading: false,
         })
@@ -445,41 +510,35 @@ impl Sequencer {
         };
         let mut tx = self.conn.begin_with(begin).await?;
         let start = end_of_log(&mut tx).await?;
-        let pending = sqlx::query(
-            "SELECT id, entries FROM welllog_batches WHERE first_seq IS NULL ORDER BY id LIMIT $1",
+        // The oldest pending batches, each given the entries of those before
+        // it as its offset from `start`; stop before the batch that would
+        // begin past `max_entries`. One statement, whatever the count.
+        let ends = sqlx::query(
+            "UPDATE welllog_batches SET first_seq = numbered.first_seq \
+             FROM (SELECT id, $1 + running - entries AS first_seq \
+                   FROM (SELECT id, entries, SUM(entries) OVER (ORDER BY id) AS running \
+                         FROM (SELECT id, entries FROM welllog_batches \
+                               WHERE first_seq IS NULL ORDER BY id LIMIT $2) AS pending) AS summed \
+                   WHERE running - entries < $3) AS numbered \
+             WHERE welllog_batches.id = numbered.id AND welllog_batches.first_seq IS NULL \
+             RETURNING welllog_batches.first_seq + welllog_batches.entries",
         )
+        .bind(to_i64(start, "entry")?)
         .bind(to_i64(max_batches, "limit")?)
+        .bind(to_i64(max_entries, "limit")?)
         .fetch_all(&mut *tx)
         .await?;
-        let mut next = start;
-        for row in &pending {
-            if next - start >= max_entries {
-                break;
-            }
-            let id: i64 = row.try_get(0)?;
-            let count = to_u64(row.try_get(1)?, "entries")?;
-            let updated = sqlx::query(
-                "UPDATE welllog_batches SET first_seq = $1 WHERE id = $2 AND first_seq IS NULL",
-            )
-            .bind(to_i64(next, "entry")?)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated != 1 {
-                return Err(StoreError::Corrupt {
-                    detail: format!("well-log batch {id} was sequenced by someone else"),
-                });
-            }
-            next += count;
+        let mut end = start;
+        for row in &ends {
+            end = end.max(to_u64(row.try_get(0)?, "first_seq + entries")?);
         }
-        if next == start {
+        if ends.is_empty() {
             tx.rollback().await?;
             return Ok(None);
         }
         notify(&mut tx, self.backend, Notice::Sequenced).await?;
         tx.commit().await?;
-        Ok(Some(start..next))
+        Ok(Some(start..end))
     }
 }
 

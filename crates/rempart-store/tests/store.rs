@@ -1039,11 +1039,9 @@ async fn shared_welllog_sequences_batches_in_order(db: Db) {
             .expect("at the end")
             .is_empty()
     );
-    // Reading from inside a batch is refused: replicas copy whole batches.
-    assert!(matches!(
-        store.welllog_read(1, 5).await,
-        Err(StoreError::Corrupt { .. })
-    ));
+    // From inside a batch (a copy cut short by a crash): the rest of it.
+    let rest = store.welllog_read(1, 1).await.expect("read from inside");
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
 
     // Settings: the first value recorded wins.
     assert_eq!(
@@ -1095,6 +1093,13 @@ async fn shared_welllog_erasure_keeps_the_leaf(db: Db) {
             .expect("after the first")
             .is_empty()
     );
+    assert_eq!(
+        store
+            .welllog_erased_among(&[0, 1, 2])
+            .await
+            .expect("erased among"),
+        vec![1]
+    );
 }
 
 async fn shared_welllog_damage_is_corrupt(db: Db) {
@@ -1110,16 +1115,6 @@ async fn shared_welllog_damage_is_corrupt(db: Db) {
     let mut sequencer = store.welllog_sequencer().await.expect("sequencer");
     assert!(sequencer.try_lead().await.expect("lead"));
     sequencer.sequence(10, 100).await.expect("sequence");
-    // A row removed behind the store's back is a missing entry, named.
-    raw_sql(
-        &db.url,
-        "DELETE FROM welllog_entries WHERE batch_id = (SELECT MIN(id) FROM welllog_batches) AND position = 1",
-    )
-    .await;
-    match store.welllog_read(0, 10).await {
-        Err(StoreError::Corrupt { detail }) => assert!(detail.contains("entry 1"), "{detail}"),
-        other => panic!("expected corrupt, got {other:?}"),
-    }
     // A batch moved so that the log has a hole.
     raw_sql(
         &db.url,
@@ -1130,6 +1125,21 @@ async fn shared_welllog_damage_is_corrupt(db: Db) {
         Err(StoreError::Corrupt { detail }) => {
             assert!(detail.contains("no batch starting at entry 3"), "{detail}")
         }
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+    raw_sql(
+        &db.url,
+        "UPDATE welllog_batches SET first_seq = 3 WHERE first_seq = 7",
+    )
+    .await;
+    // A row removed behind the store's back is a missing entry, named.
+    raw_sql(
+        &db.url,
+        "DELETE FROM welllog_entries WHERE batch_id = (SELECT MIN(id) FROM welllog_batches) AND position = 1",
+    )
+    .await;
+    match store.welllog_read(0, 10).await {
+        Err(StoreError::Corrupt { detail }) => assert!(detail.contains("entry 1"), "{detail}"),
         other => panic!("expected corrupt, got {other:?}"),
     }
     // A leaf of the wrong length.

@@ -107,8 +107,8 @@ fn two_nodes_share_one_postgres() {
         json(&stdout(&out))["hits"].as_array().expect("hits").len()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while search_hits(&a) != 1 {
-        assert!(Instant::now() < deadline, "A never found B's entry");
+    while search_hits(&a) != 1 || search_hits(&b) != 1 {
+        assert!(Instant::now() < deadline, "A or B never found B's entry");
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = a.cli(
@@ -405,4 +405,79 @@ fn a_node_with_another_log_key_is_refused() {
     );
     assert!(last.contains("is not the shared log's"), "{err}");
     drop(first);
+}
+
+/// Whether `server` says (in /metrics) that its copy stopped.
+fn copy_stopped(server: &Server, admin: &str) -> bool {
+    let (status, body) = server.get("/metrics", Some(admin));
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .any(|line| line.trim() == "rempart_welllog_copy_stopped 1")
+}
+
+/// The database is not trusted: an entry changed there after it was
+/// acknowledged (its payload no longer matches its leaf) stops a node that
+/// copies it, which then says so and takes no more entries, while a node that
+/// copied it before keeps serving what it verified.
+#[test]
+fn a_copy_stops_at_an_entry_changed_in_the_database() {
+    let deployment = Deployment::init(Backend::Postgres);
+    let b_dir = copy_node(&deployment, "node-b");
+    let admin = deployment.admin_token.as_str();
+    let a = deployment.serve();
+    let file = deployment.dir.path().join("entries.jsonl");
+    std::fs::write(&file, numbered_lines(0, 5)).expect("write");
+    let out = a.cli(
+        admin,
+        &["log", "append", "--json", file.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = json(&stdout(&out))["first_seq"].as_u64().expect("seq");
+
+    // Entry first+2 is rewritten in the database before B ever copies it.
+    let pg = deployment.pg.as_ref().expect("postgres");
+    let changed = common::psql(
+        &pg.url,
+        &format!(
+            "UPDATE welllog_entries SET payload = convert_to('{{\"kind\":\"forged\"}}', 'UTF8') \
+             FROM welllog_batches b WHERE welllog_entries.batch_id = b.id \
+             AND b.first_seq + welllog_entries.position = {}",
+            first + 2
+        ),
+    );
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let b = Server::start(&b_dir, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !copy_stopped(&b, admin) {
+        assert!(
+            Instant::now() < deadline,
+            "B copied a forged entry: {:?}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        b.log()
+            .iter()
+            .any(|line| line.contains("cannot follow the shared log")
+                && line.contains(&format!("\"seq\":{}", first + 2))),
+        "{:?}",
+        b.log()
+    );
+    // B holds only what it verified, and takes no entries any more.
+    let out = b.cli(admin, &["log", "show", &(first + 2).to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = b.cli(admin, &["log", "append", file.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("stopped at a mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    // A copied the entry before it was changed: it still shows the original.
+    let shown = json(&stdout(
+        &a.cli(admin, &["log", "show", &(first + 2).to_string(), "--json"]),
+    ));
+    assert_eq!(shown["entry"]["n"], 2, "{shown}");
+    assert!(!copy_stopped(&a, admin));
 }

@@ -31,7 +31,18 @@ fn log_error(err: LogError) -> ApiError {
     match err {
         LogError::NotFound(seq) => ApiError::not_found(format!("no entry {seq}")),
         LogError::Proof(e) => ApiError::bad_request(e.to_string()),
-        other => ApiError::unavailable(&other),
+        // Says why this node takes no entries; nothing secret in it.
+        LogError::WrongMode(why) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why)
+        }
+        other => {
+            tracing::error!(error = %other, "well-log unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the well-log could not do it now; try again",
+            )
+        }
     }
 }
 

@@ -51,7 +51,7 @@ pub fn postgres_admin_url() -> String {
     })
 }
 
-fn psql(url: &str, sql: &str) -> Output {
+pub fn psql(url: &str, sql: &str) -> Output {
     Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
         .output()
