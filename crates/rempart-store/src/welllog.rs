@@ -214,24 +214,55 @@ impl Store {
         .map(|row| row.try_get(0))
         .transpose()?;
         let start = to_u64(holder.unwrap_or(0), "first_seq")?;
-        let rows = sqlx::query(
-            "SELECT b.first_seq, b.entries, e.position, e.leaf, e.payload \
-             FROM welllog_batches b JOIN welllog_entries e ON e.batch_id = b.id \
-             WHERE b.first_seq >= $1 AND b.first_seq < $2 \
-             ORDER BY b.first_seq, e.position",
+        // The batches first, then their entries by primary key: a join lets
+        // the planner scan the whole entries table, once per read.
+        let batches: Vec<(i64, u64, u64)> = sqlx::query(
+            "SELECT id, first_seq, entries FROM welllog_batches \
+             WHERE first_seq >= $1 AND first_seq < $2 ORDER BY first_seq",
         )
         .bind(to_i64(start, "entry")?)
         .bind(to_i64(from.saturating_add(at_least.max(1)), "entry")?)
         .fetch_all(&self.pool)
-        .await?;
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0)?,
+                to_u64(row.try_get(1)?, "first_seq")?,
+                to_u64(row.try_get(2)?, "entries")?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let mut by_batch: std::collections::HashMap<i64, Vec<AnyRow>> =
+            std::collections::HashMap::new();
+        for chunk in batches.chunks(ROWS_PER_INSERT) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT batch_id, position, leaf, payload FROM welllog_entries \
+                 WHERE batch_id IN ({}) ORDER BY batch_id, position",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (id, _, _) in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                by_batch.entry(row.try_get(0)?).or_default().push(row);
+            }
+        }
+        let mut rows: Vec<(u64, u64, AnyRow)> = Vec::new();
+        for (id, first, count) in &batches {
+            for row in by_batch.remove(id).unwrap_or_default() {
+                rows.push((*first, *count, row));
+            }
+        }
         let mut entries = Vec::with_capacity(rows.len());
         let mut expected = start;
         // The end of the batch being read.
         let mut batch_end = start;
-        for row in &rows {
-            let first = to_u64(row.try_get(0)?, "first_seq")?;
-            let count = to_u64(row.try_get(1)?, "entries")?;
-            let position = to_u64(row.try_get(2)?, "position")?;
+        for (first, count, row) in &rows {
+            let (first, count) = (*first, *count);
+            let position = to_u64(row.try_get("position")?, "position")?;
             if position == 0 {
                 if expected != batch_end || first != expected {
                     return Err(StoreError::Corrupt {
