@@ -80,6 +80,10 @@ pub struct WellLogSettings {
     pub checkpoint_interval_ms: Bounded<100, 60_000>,
     /// Largest body `POST /v1/log/entries` accepts, in bytes.
     pub max_batch_bytes: Bounded<1024, 268_435_456>,
+    /// Memory that bodies of `POST /v1/log/entries` being received, parsed
+    /// and written may take together, in bytes; past it, requests wait
+    /// unread (back-pressure).
+    pub ingest_memory_bytes: Bounded<1_048_576, 68_719_476_736>,
     /// Days a payload is kept before it is erased (its leaf stays); 0 keeps
     /// payloads for ever.
     pub retention_days: Bounded<0, 36_500>,

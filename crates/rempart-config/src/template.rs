@@ -21,6 +21,7 @@ const TOKEN_TTL_DAYS: i64 = 0;
 pub const DEFAULT_ORIGIN: &str = "rempart.local/welllog";
 const CHECKPOINT_INTERVAL_MS: i64 = 500;
 const MAX_BATCH_BYTES: i64 = 16 << 20;
+const INGEST_MEMORY_BYTES: i64 = 128 << 20;
 const RETENTION_DAYS: i64 = 0;
 const CONTACT: &str = "mailto:security@example.com";
 const LANGUAGES: [&str; 1] = ["en"];
@@ -61,6 +62,7 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
                 .unwrap_or_else(|_| unreachable!("the default origin is valid")),
             checkpoint_interval_ms: Bounded::new_default(CHECKPOINT_INTERVAL_MS),
             max_batch_bytes: Bounded::new_default(MAX_BATCH_BYTES),
+            ingest_memory_bytes: Bounded::new_default(INGEST_MEMORY_BYTES),
             retention_days: Bounded::new_default(RETENTION_DAYS),
         },
         syslog: SyslogSettings {
@@ -138,6 +140,10 @@ origin = "{DEFAULT_ORIGIN}"
 checkpoint_interval_ms = {CHECKPOINT_INTERVAL_MS}
 # Largest body of POST /v1/log/entries (JSON lines), in bytes.
 max_batch_bytes = {MAX_BATCH_BYTES}
+# Memory the batches being received, parsed and written may take together,
+# in bytes (each counts about three times its body). Past it, new batches
+# wait unread for up to a minute, then get 503 and Retry-After.
+ingest_memory_bytes = {INGEST_MEMORY_BYTES}
 # Days an entry's payload is kept; older payloads are erased, their leaf
 # hashes kept, so checkpoints and proofs stay valid. 0 keeps them for ever.
 retention_days = {RETENTION_DAYS}

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod budget;
 pub mod datadir;
 pub mod error;
 pub mod extract;
@@ -119,6 +120,9 @@ pub async fn serve(
             index: index.clone(),
         }
     };
+    let ingest_budget = Arc::new(budget::IngestBudget::new(
+        config.welllog.ingest_memory_bytes.get().unsigned_abs(),
+    ));
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -127,6 +131,7 @@ pub async fn serve(
         welllog: welllog.clone(),
         writer,
         index: index.clone(),
+        ingest_budget,
     };
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

@@ -20,4 +20,6 @@ pub struct AppState {
     /// The one way to write to the well-log.
     pub writer: LogWriter,
     pub index: rempart_search::Index,
+    /// Memory shared by the well-log batches being handled (back-pressure).
+    pub ingest_budget: Arc<crate::budget::IngestBudget>,
 }

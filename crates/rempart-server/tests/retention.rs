@@ -65,6 +65,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
             index: index.clone(),
         },
         index: index.clone(),
+        ingest_budget: Arc::new(rempart_server::budget::IngestBudget::new(1 << 20)),
     };
     // A 30-day period: the two 40-day-old payloads go.
     let cutoff = now - time::Duration::days(30);

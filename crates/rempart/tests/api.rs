@@ -352,6 +352,36 @@ fn slow_requests_time_out(backend: Backend) {
         "{:?}",
         started.elapsed()
     );
+
+    // A well-log batch is timed by its handler once it has its share of the
+    // ingest budget: a body trickled in still ends in 408, not a held slot.
+    let lines = "{\"kind\":\"test.slow\",\"msg\":\"trickled\"}\n".repeat(3000);
+    let file = deployment.dir.path().join("slow.jsonl");
+    std::fs::write(&file, lines).expect("write");
+    let at_file = format!("@{}", file.display());
+    let started = std::time::Instant::now();
+    let (status, text) = request(
+        &server,
+        "POST",
+        "/v1/log/entries",
+        Some(&deployment.admin_token),
+        &[
+            "--http1.1",
+            "--limit-rate",
+            "1k",
+            "-H",
+            "Content-Type: application/x-ndjson",
+            "--data-binary",
+            &at_file,
+        ],
+    );
+    assert_eq!(status, 408, "{text}");
+    assert_error_body(&text, "timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// A client that connects and never starts TLS is dropped after the handshake

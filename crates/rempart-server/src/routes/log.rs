@@ -1,7 +1,9 @@
 //! The well-log: ingestion, checkpoints, entries and proofs.
 
 use axum::Json;
-use axum::body::Bytes;
+use std::time::Duration;
+
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use rempart_api::{
@@ -50,16 +52,22 @@ fn b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(Hash::to_base64).collect()
 }
 
+/// How long a batch waits for its share of the ingest memory budget before
+/// it is answered 503 (with `Retry-After`). The request timeout starts after.
+pub const BUDGET_WAIT: Duration = Duration::from_secs(60);
+
 /// Appends JSON lines. Lines that do not fit the event schema are refused
-/// one by one; the others are acknowledged once on disk.
+/// one by one; the others are acknowledged once on disk. The body is read
+/// only once the batch has its share of the ingest memory budget.
 #[utoipa::path(post, path = "/v1/log/entries", tag = "welllog", security(("bearer" = []), ("mtls" = [])),
     request_body(content = String, content_type = "application/x-ndjson", description = "one JSON object per line"),
-    responses((status = 200, body = AppendResult), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody)))]
+    responses((status = 200, body = AppendResult), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody, description = "the ingest memory budget stayed spent; retry after the Retry-After delay")))]
 pub async fn append(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<AppendResult>, ApiError> {
     let media = headers
         .get(header::CONTENT_TYPE)
@@ -78,6 +86,69 @@ pub async fn append(
             "send JSON lines with Content-Type: application/x-ndjson",
         ));
     }
+    let limit = usize::try_from(state.config.welllog.max_batch_bytes.get()).unwrap_or(usize::MAX);
+    // A body without a declared length may be as large as the limit.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(limit as u64);
+    let Some(_share) = state.ingest_budget.take(declared, BUDGET_WAIT).await else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the well-log is taking all the batches it can hold; retry in a few seconds",
+        )
+        .retry_after(5));
+    };
+    // The request timeout counts from here: waiting for the budget is not
+    // the client's slowness.
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs.get().unsigned_abs());
+    tokio::time::timeout(
+        timeout,
+        receive_and_append(&state, &caller, body, declared, limit),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+    })?
+}
+
+/// Reads a body of at most `limit` bytes into one buffer sized from its
+/// declared length (no doubling while it grows).
+async fn receive(body: Body, declared: u64, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use hyper::body::Body as _;
+    let mut body = std::pin::pin!(body);
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(limit).min(limit));
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the body is over {limit} bytes (welllog.max_batch_bytes)"),
+                ));
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
+async fn receive_and_append(
+    state: &AppState,
+    caller: &Caller,
+    body: Body,
+    declared: u64,
+    limit: usize,
+) -> Result<Json<AppendResult>, ApiError> {
+    let body = receive(body, declared, limit).await?;
     let stamp = Stamp {
         received: OffsetDateTime::now_utc(),
         sender: caller.actor(),
