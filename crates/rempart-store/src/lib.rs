@@ -41,6 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access;
 mod cache;
 mod error;
 mod machines;
@@ -57,6 +58,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+pub use access::{RequestRows, Resource, TrainingModule, TrainingRecord, Transition};
 use cache::IdentityCache;
 pub use error::StoreError;
 pub use machines::{Machine, NewMachine};

@@ -29,6 +29,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_welllog_shared.sql"),
         postgres: include_str!("../migrations/postgres/0002_welllog_shared.sql"),
     },
+    Migration {
+        version: 3,
+        name: "access",
+        sqlite: include_str!("../migrations/sqlite/0003_access.sql"),
+        postgres: include_str!("../migrations/postgres/0003_access.sql"),
+    },
 ];
 
 /// The key of the PostgreSQL advisory lock that serialises migration runs of

@@ -68,6 +68,10 @@ on_both_backends!(
         shared_welllog_sequences_batches_in_order,
         shared_welllog_erasure_keeps_the_leaf,
         shared_welllog_damage_is_corrupt,
+        resources_are_registered_once,
+        requests_keep_their_rows_in_order,
+        concurrent_reviews_cross_the_threshold_once,
+        training_is_recorded_all_or_nothing,
     ],
     fresh: [
         two_stores_opened_together_share_the_database,
@@ -587,7 +591,8 @@ async fn migrations_are_idempotent(db: Db) {
         versions,
         [
             (1, "identities".to_owned()),
-            (2, "welllog_shared".to_owned())
+            (2, "welllog_shared".to_owned()),
+            (3, "access".to_owned())
         ]
     );
     conn.close().await.expect("close");
@@ -605,7 +610,7 @@ async fn newer_schema_is_refused(db: Db) {
             assert_eq!(version, 9999);
             assert_eq!(
                 detail,
-                "database schema version 9999 is newer than this rempart knows (2)"
+                "database schema version 9999 is newer than this rempart knows (3)"
             );
         }
         other => panic!("expected a migration error, got {other:?}"),
@@ -1298,4 +1303,319 @@ async fn postgres_concurrent_submitters_get_distinct_ranges() {
         conn.close().await.expect("close");
     })
     .await
+}
+
+// ---------------------------------------------------------------------------
+// Access requests and training
+
+fn resource(reference: &str, labels: &[(&str, &str)]) -> rempart_store::Resource {
+    rempart_store::Resource {
+        resource: reference.parse().expect("a resource"),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        created_at_ms: 1,
+        created_by: "admin".into(),
+    }
+}
+
+fn access_request(requester: &str, resources: &[&str], needed: u32) -> rempart_access::Request {
+    rempart_access::Request {
+        id: String::new(),
+        requester: requester.into(),
+        resources: resources
+            .iter()
+            .map(|r| r.parse().expect("a resource"))
+            .collect(),
+        reason: "INC-7 the replica is stuck".into(),
+        created_at_ms: 1_000,
+        start_ms: None,
+        duration_ms: 3_600_000,
+        approvals_needed: needed,
+        pending_until_ms: 1_000 + 86_400_000,
+    }
+}
+
+fn approve(reviewer: &str, at: i64) -> rempart_store::Transition {
+    rempart_store::Transition::Review(rempart_access::Review {
+        reviewer: reviewer.into(),
+        decision: rempart_access::Decision::Approve,
+        comment: "ok".into(),
+        at_ms: at,
+    })
+}
+
+async fn with_users(store: &Store, names: &[&str]) {
+    for name in names {
+        store
+            .create_user(&new_user(name, &[Role::Engineer]))
+            .await
+            .expect("user");
+    }
+}
+
+async fn resources_are_registered_once(db: Db) {
+    let store = &db.store;
+    let db1 = resource("host:db-1", &[("env", "prod"), ("data", "pii")]);
+    store.add_resource(&db1).await.expect("add");
+    store
+        .add_resource(&resource("db:payments", &[("env", "prod")]))
+        .await
+        .expect("add");
+    match store.add_resource(&db1).await {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("host:db-1"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let listed = store.list_resources().await.expect("list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|r| r.resource.to_string())
+            .collect::<Vec<_>>(),
+        vec!["db:payments", "host:db-1"]
+    );
+    assert_eq!(listed[1], db1);
+    let got = store
+        .get_resources(&["host:db-1".parse().expect("ref")])
+        .await
+        .expect("get");
+    assert_eq!(got, vec![db1]);
+    match store
+        .get_resources(&[
+            "host:db-1".parse().expect("ref"),
+            "host:nope".parse().expect("ref"),
+        ])
+        .await
+    {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "resource host:nope"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+async fn requests_keep_their_rows_in_order(db: Db) {
+    let store = &db.store;
+    with_users(store, &["alice", "sam"]).await;
+    store
+        .add_resource(&resource("host:db-1", &[]))
+        .await
+        .expect("resource");
+    let id = store
+        .create_request(&access_request("alice", &["host:db-1"], 1))
+        .await
+        .expect("create");
+    // A refusal writes nothing.
+    let refused = store
+        .transition(&id, |_| Err::<rempart_store::Transition, _>("not allowed"))
+        .await
+        .expect("runs");
+    assert_eq!(refused, Err("not allowed"));
+    let after = store
+        .transition(&id, |rows| {
+            assert!(rows.reviews.is_empty());
+            Ok::<_, ()>(approve("sam", 2_000))
+        })
+        .await
+        .expect("runs")
+        .expect("allowed");
+    assert_eq!(after.reviews.len(), 1);
+    let stored = store.get_request(&id).await.expect("get").expect("exists");
+    assert_eq!(stored, after);
+    assert_eq!(stored.request.id, id);
+    assert_eq!(stored.request.resources[0].to_string(), "host:db-1");
+    // One reviewer, one row: the database refuses a second one.
+    match store
+        .transition(&id, |_| Ok::<_, ()>(approve("sam", 3_000)))
+        .await
+    {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("already reviewed"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let revoked = store
+        .transition(&id, |_| {
+            Ok::<_, ()>(rempart_store::Transition::Action(rempart_access::Action {
+                kind: rempart_access::ActionKind::Revoke,
+                actor: "sam".into(),
+                reason: "done early".into(),
+                at_ms: 4_000,
+            }))
+        })
+        .await
+        .expect("runs")
+        .expect("allowed");
+    assert_eq!(revoked.actions.len(), 1);
+    assert!(store.get_request("999").await.expect("get").is_none());
+    assert!(
+        store
+            .get_request("not-a-number")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .transition("999", |_| Ok::<_, ()>(approve("sam", 1)))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Listing, newest first; and the requests that matter for a check.
+    let second = store
+        .create_request(&access_request("alice", &["host:db-1"], 1))
+        .await
+        .expect("create");
+    let mine = store.list_requests(Some("alice"), 10).await.expect("list");
+    assert_eq!(
+        mine.iter()
+            .map(|r| r.request.id.clone())
+            .collect::<Vec<_>>(),
+        vec![second.clone(), id.clone()]
+    );
+    assert!(
+        store
+            .list_requests(Some("sam"), 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let relevant = store
+        .requests_for("alice", &"host:db-1".parse().expect("ref"), 0)
+        .await
+        .expect("for");
+    assert_eq!(relevant.len(), 2);
+    let long_after = 1_000 + 86_400_000 + 3_600_000 + 1;
+    assert!(
+        store
+            .requests_for("alice", &"host:db-1".parse().expect("ref"), long_after)
+            .await
+            .expect("for")
+            .is_empty()
+    );
+}
+
+async fn concurrent_reviews_cross_the_threshold_once(db: Db) {
+    use rempart_access::{State, status};
+    let store = &db.store;
+    with_users(store, &["alice", "sam", "kim", "lee"]).await;
+    store
+        .add_resource(&resource("host:db-1", &[]))
+        .await
+        .expect("resource");
+    let id = store
+        .create_request(&access_request("alice", &["host:db-1"], 2))
+        .await
+        .expect("create");
+    store
+        .transition(&id, |_| Ok::<_, ()>(approve("ghost", 1_500)))
+        .await
+        .expect_err("ghost is not a user: the foreign key refuses");
+    store
+        .transition(&id, |_| Ok::<_, ()>(approve("sam", 2_000)))
+        .await
+        .expect("runs")
+        .expect("allowed");
+    // Two more approvals at the same instant, from two connections: each
+    // decides on the rows the other committed, so exactly one sees the
+    // request go from pending to approved.
+    let crossed = |reviewer: &'static str| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let mut was_pending = false;
+            let after = store
+                .transition(&id, |rows| {
+                    let before = status(&rows.request, &rows.reviews, &rows.actions, 3_000);
+                    was_pending = before.state == State::Pending;
+                    if was_pending {
+                        Ok(approve(reviewer, 3_000))
+                    } else {
+                        Err("already decided")
+                    }
+                })
+                .await
+                .expect("runs");
+            after.map(|rows| {
+                was_pending
+                    && status(&rows.request, &rows.reviews, &rows.actions, 3_000).state
+                        == State::Approved
+            })
+        }
+    };
+    let (kim, lee) = tokio::join!(crossed("kim"), crossed("lee"));
+    let outcomes = [kim, lee];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Ok(true)).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == Err("already decided"))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    let rows = store.get_request(&id).await.expect("get").expect("exists");
+    let final_status = status(&rows.request, &rows.reviews, &rows.actions, 3_000);
+    assert_eq!(final_status.state, State::Approved);
+    assert_eq!(final_status.approvals, 2);
+}
+
+async fn training_is_recorded_all_or_nothing(db: Db) {
+    let store = &db.store;
+    with_users(store, &["alice"]).await;
+    let module = rempart_store::TrainingModule {
+        name: "security-basics".into(),
+        valid_for_ms: 365 * 86_400_000,
+        created_at_ms: 1,
+        created_by: "admin".into(),
+    };
+    store.add_training_module(&module).await.expect("module");
+    assert!(matches!(
+        store.add_training_module(&module).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.training_modules().await.expect("modules"),
+        vec![module]
+    );
+    let record = |user: &str, module: &str| rempart_store::TrainingRecord {
+        user: user.into(),
+        module: module.into(),
+        completed_at_ms: 10,
+        recorded_at_ms: 11,
+        recorded_by: "admin".into(),
+    };
+    match store
+        .record_training(&[
+            record("alice", "security-basics"),
+            record("bob", "security-basics"),
+        ])
+        .await
+    {
+        Err(StoreError::NotFound { what }) => assert_eq!(what, "user \"bob\""),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    assert!(
+        store
+            .training_records(None)
+            .await
+            .expect("records")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.record_training(&[record("alice", "phishing")]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .record_training(&[record("alice", "security-basics")])
+        .await
+        .expect("record");
+    assert_eq!(
+        store
+            .training_records(Some("alice"))
+            .await
+            .expect("records"),
+        vec![record("alice", "security-basics")]
+    );
 }

@@ -1,0 +1,77 @@
+-- Access requests (issue 4): resources and their labels, requests, the
+-- reviews and actions that decide them, and security training. A request is
+-- never updated: its state is computed from its reviews and actions (see
+-- rempart-access). Nothing is deleted.
+
+CREATE TABLE resources (
+    kind          TEXT NOT NULL CHECK (kind IN ('host', 'db')),
+    name          TEXT NOT NULL,
+    -- A JSON object of label keys to values, keys sorted.
+    labels        TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    created_by    TEXT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+
+CREATE TABLE access_requests (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    requester        TEXT NOT NULL REFERENCES users (name),
+    reason           TEXT NOT NULL,
+    created_at_ms    BIGINT NOT NULL,
+    start_ms         BIGINT NULL,
+    duration_ms      BIGINT NOT NULL CHECK (duration_ms > 0),
+    approvals_needed BIGINT NOT NULL CHECK (approvals_needed > 0),
+    pending_until_ms BIGINT NOT NULL
+);
+
+CREATE INDEX access_requests_requester ON access_requests (requester, id);
+
+CREATE TABLE access_request_resources (
+    request_id BIGINT NOT NULL REFERENCES access_requests (id),
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (request_id, kind, name),
+    FOREIGN KEY (kind, name) REFERENCES resources (kind, name)
+);
+
+CREATE INDEX access_request_resources_resource ON access_request_resources (kind, name, request_id);
+
+-- One row per reviewer and request: a reviewer counts once.
+CREATE TABLE access_reviews (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id BIGINT NOT NULL REFERENCES access_requests (id),
+    reviewer   TEXT NOT NULL REFERENCES users (name),
+    decision   TEXT NOT NULL CHECK (decision IN ('approve', 'deny')),
+    comment    TEXT NOT NULL,
+    at_ms      BIGINT NOT NULL,
+    UNIQUE (request_id, reviewer)
+);
+
+CREATE TABLE access_actions (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id BIGINT NOT NULL REFERENCES access_requests (id),
+    kind       TEXT NOT NULL CHECK (kind IN ('cancel', 'revoke')),
+    actor      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    at_ms      BIGINT NOT NULL
+);
+
+CREATE INDEX access_actions_request ON access_actions (request_id, id);
+
+CREATE TABLE training_modules (
+    name          TEXT PRIMARY KEY NOT NULL,
+    valid_for_ms  BIGINT NOT NULL CHECK (valid_for_ms > 0),
+    created_at_ms BIGINT NOT NULL,
+    created_by    TEXT NOT NULL
+);
+
+CREATE TABLE training_records (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_name       TEXT NOT NULL REFERENCES users (name),
+    module          TEXT NOT NULL REFERENCES training_modules (name),
+    completed_at_ms BIGINT NOT NULL,
+    recorded_at_ms  BIGINT NOT NULL,
+    recorded_by     TEXT NOT NULL
+);
+
+CREATE INDEX training_records_user ON training_records (user_name, module, completed_at_ms);
