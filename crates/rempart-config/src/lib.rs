@@ -82,7 +82,9 @@ pub struct WellLogSettings {
     pub max_batch_bytes: Bounded<1024, 268_435_456>,
     /// Memory that bodies of `POST /v1/log/entries` being received, parsed
     /// and written may take together, in bytes; past it, requests wait
-    /// unread (back-pressure).
+    /// unread (back-pressure). Optional: files written before it existed
+    /// keep working.
+    #[serde(default = "template::default_ingest_memory_bytes")]
     pub ingest_memory_bytes: Bounded<1_048_576, 68_719_476_736>,
     /// Days a payload is kept before it is erased (its leaf stays); 0 keeps
     /// payloads for ever.

@@ -22,6 +22,10 @@ pub const DEFAULT_ORIGIN: &str = "rempart.local/welllog";
 const CHECKPOINT_INTERVAL_MS: i64 = 500;
 const MAX_BATCH_BYTES: i64 = 16 << 20;
 const INGEST_MEMORY_BYTES: i64 = 128 << 20;
+
+pub(crate) fn default_ingest_memory_bytes() -> Bounded<1_048_576, 68_719_476_736> {
+    Bounded::new_default(INGEST_MEMORY_BYTES)
+}
 const RETENTION_DAYS: i64 = 0;
 const CONTACT: &str = "mailto:security@example.com";
 const LANGUAGES: [&str; 1] = ["en"];
@@ -62,7 +66,7 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
                 .unwrap_or_else(|_| unreachable!("the default origin is valid")),
             checkpoint_interval_ms: Bounded::new_default(CHECKPOINT_INTERVAL_MS),
             max_batch_bytes: Bounded::new_default(MAX_BATCH_BYTES),
-            ingest_memory_bytes: Bounded::new_default(INGEST_MEMORY_BYTES),
+            ingest_memory_bytes: default_ingest_memory_bytes(),
             retention_days: Bounded::new_default(RETENTION_DAYS),
         },
         syslog: SyslogSettings {

@@ -160,3 +160,16 @@ fn warnings_for_expired_security_txt_and_remote_listen() {
     config.listen = "0.0.0.0:8443".parse().unwrap();
     assert!(config.warnings(NOW).iter().any(|w| w.contains("loopback")));
 }
+
+#[test]
+fn settings_added_later_are_optional() {
+    // A file written before `welllog.ingest_memory_bytes` existed still parses,
+    // with the default.
+    let older: String = default_toml(NOW)
+        .lines()
+        .filter(|l| !l.starts_with("ingest_memory_bytes"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let parsed = Config::parse(&older, "rempart.toml").unwrap();
+    assert_eq!(parsed, Config::defaults(NOW));
+}
