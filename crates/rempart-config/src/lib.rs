@@ -21,6 +21,7 @@
 //! opens a file, a socket or a database.
 #![forbid(unsafe_code)]
 
+mod access;
 mod template;
 mod values;
 
@@ -29,6 +30,10 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+pub use access::{
+    AccessSettings, AllowSetting, DurationSetting, LabelsSetting, PatternSetting, ThresholdSetting,
+    WebhookSetting,
+};
 pub use template::{DEFAULT_ORIGIN, default_toml};
 pub use values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 
@@ -44,6 +49,9 @@ pub struct Config {
     pub tokens: TokenSettings,
     pub welllog: WellLogSettings,
     pub syslog: SyslogSettings,
+    /// Optional: files written before it existed keep working.
+    #[serde(default = "template::default_access")]
+    pub access: AccessSettings,
     pub security_txt: SecurityTxt,
 }
 

@@ -3,6 +3,12 @@
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use rempart_core::Role;
+
+use crate::access::{
+    AccessSettings, AllowSetting, DurationSetting, LabelsSetting, PatternSetting, ThresholdSetting,
+    WebhookSetting,
+};
 use crate::values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 use crate::{
     Config, HttpSettings, SecurityTxt, SyslogSettings, TlsSettings, TokenSettings, WellLogSettings,
@@ -22,6 +28,37 @@ pub const DEFAULT_ORIGIN: &str = "rempart.local/welllog";
 const CHECKPOINT_INTERVAL_MS: i64 = 500;
 const MAX_BATCH_BYTES: i64 = 16 << 20;
 const INGEST_MEMORY_BYTES: i64 = 128 << 20;
+
+const MAX_ACCESS: &str = "8h";
+const PENDING_FOR: &str = "24h";
+const MIN_REASON_CHARS: i64 = 20;
+
+pub(crate) fn default_access() -> AccessSettings {
+    let duration = |text: &str| {
+        DurationSetting::try_from(text.to_owned())
+            .unwrap_or_else(|_| unreachable!("the default durations parse"))
+    };
+    AccessSettings {
+        reviewer_role: Role::Security,
+        max_duration: duration(MAX_ACCESS),
+        pending_for: duration(PENDING_FOR),
+        min_reason_chars: Bounded::new_default(MIN_REASON_CHARS),
+        ticket_pattern: PatternSetting::try_from(String::new())
+            .unwrap_or_else(|_| unreachable!("no pattern is valid")),
+        required_training: Vec::new(),
+        approvals: Bounded::new_default(1),
+        webhook: WebhookSetting::try_from(String::new())
+            .unwrap_or_else(|_| unreachable!("no webhook is valid")),
+        allow: vec![AllowSetting {
+            roles: vec![Role::Engineer],
+            labels: LabelsSetting::default(),
+        }],
+        threshold: vec![ThresholdSetting {
+            labels: LabelsSetting([("data".to_owned(), "pii".to_owned())].into()),
+            approvals: Bounded::new_default(2),
+        }],
+    }
+}
 
 pub(crate) fn default_ingest_memory_bytes() -> Bounded<1_048_576, 68_719_476_736> {
     Bounded::new_default(INGEST_MEMORY_BYTES)
@@ -74,6 +111,7 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
             tls: OptionalAddr(None),
             udp: OptionalAddr(None),
         },
+        access: default_access(),
         security_txt: SecurityTxt {
             contact: ContactUri::try_from(CONTACT.to_owned())
                 .into_iter()
@@ -163,6 +201,39 @@ tcp = ""
 tls = ""
 # UDP, best effort: a datagram has no acknowledgement and can be lost.
 udp = ""
+
+[access]
+# Access requests: `rempart access request` asks, reviewers decide.
+# The role whose holders review requests (never their own).
+reviewer_role = "security"
+# Longest access one request may ask for (s, m, h or d).
+max_duration = "{MAX_ACCESS}"
+# How long a request waits for its reviews before it expires.
+pending_for = "{PENDING_FOR}"
+# Shortest reason accepted, in characters.
+min_reason_chars = {MIN_REASON_CHARS}
+# A regular expression every reason must contain, e.g. a ticket: "[A-Z]+-[0-9]+".
+# "" for none.
+ticket_pattern = ""
+# Training modules a user must have current to obtain a grant, e.g. ["security-basics"].
+required_training = []
+# Distinct approvals a request needs, unless a threshold below asks for more.
+approvals = 1
+# Told of new requests and of decisions (a Slack-style incoming webhook):
+# https://, or http:// to a loopback relay. "" for none.
+webhook = ""
+
+# Who may request which resources: any of the roles, for resources that carry
+# all the labels (none: every resource). Add one [[access.allow]] per rule.
+[[access.allow]]
+roles = ["engineer"]
+labels = {{}}
+
+# Resources that need more approvals: the highest threshold matching any
+# resource of a request applies.
+[[access.threshold]]
+labels = {{ data = "pii" }}
+approvals = 2
 
 [security_txt]
 # Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.

@@ -173,3 +173,50 @@ fn settings_added_later_are_optional() {
     let parsed = Config::parse(&older, "rempart.toml").unwrap();
     assert_eq!(parsed, Config::defaults(NOW));
 }
+
+#[test]
+fn access_rules_are_checked_where_they_are_written() {
+    check_error(
+        with_line("max_duration", "max_duration = \"8 hours\""),
+        "max_duration",
+        "unknown unit",
+    );
+    check_error(
+        with_line("ticket_pattern", "ticket_pattern = \"[A-Z+\""),
+        "ticket_pattern",
+        "not a regular expression",
+    );
+    check_error(
+        with_line("webhook", "webhook = \"http://hooks.example.com/x\""),
+        "webhook",
+        "loopback",
+    );
+    check_error(
+        with_line("reviewer_role", "reviewer_role = \"boss\""),
+        "reviewer_role",
+        "",
+    );
+    check_error(
+        with_line("labels = { data", "labels = { Data = \"pii\" }"),
+        "labels = { Data",
+        "lowercase",
+    );
+    let local = with_line("webhook", "webhook = \"http://127.0.0.1:9000/hook\"");
+    let parsed = Config::parse(&local, "rempart.toml").unwrap();
+    assert_eq!(
+        parsed.access.webhook.url(),
+        Some("http://127.0.0.1:9000/hook")
+    );
+    assert_eq!(parsed.access.max_duration.millis(), 8 * 3_600_000);
+    assert_eq!(parsed.access.threshold[0].approvals.get(), 2);
+}
+
+#[test]
+fn a_file_without_an_access_section_gets_the_default_rules() {
+    let text = default_toml(NOW);
+    let start = text.find("[access]").unwrap();
+    let end = text.find("[security_txt]").unwrap();
+    let older = format!("{}{}", &text[..start], &text[end..]);
+    let parsed = Config::parse(&older, "rempart.toml").unwrap();
+    assert_eq!(parsed, Config::defaults(NOW));
+}
