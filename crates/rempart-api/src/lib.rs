@@ -9,6 +9,13 @@
 //! no server, no storage.
 #![forbid(unsafe_code)]
 
+mod access;
+
+pub use access::{
+    ActionView, Approval, CreateRequest, CreateResource, GrantCheck, Refusal, RequestList,
+    RequestView, ResourceList, ResourceView, ReviewView,
+};
+
 use rempart_core::{Identity, MachineName, MachineRole, Roles, UserName};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

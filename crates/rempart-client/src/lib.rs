@@ -214,6 +214,87 @@ impl Client {
             .await
     }
 
+    pub async fn create_resource(
+        &self,
+        request: &rempart_api::CreateResource,
+    ) -> Result<rempart_api::ResourceView, ClientError> {
+        self.json(Method::POST, "/v1/resources", Some(request))
+            .await
+    }
+
+    pub async fn list_resources(&self) -> Result<rempart_api::ResourceList, ClientError> {
+        self.json(Method::GET, "/v1/resources", None).await
+    }
+
+    pub async fn create_request(
+        &self,
+        request: &rempart_api::CreateRequest,
+    ) -> Result<rempart_api::RequestView, ClientError> {
+        self.json(Method::POST, "/v1/access/requests", Some(request))
+            .await
+    }
+
+    /// Requests, newest first (`state`: pending, approved, ...).
+    pub async fn list_requests(
+        &self,
+        state: Option<&str>,
+        mine: bool,
+    ) -> Result<rempart_api::RequestList, ClientError> {
+        let mut path = format!("/v1/access/requests?mine={mine}");
+        if let Some(state) = state {
+            path.push_str(&format!("&state={}", percent_encode(state)));
+        }
+        self.json(Method::GET, &path, None).await
+    }
+
+    pub async fn get_request(&self, id: &str) -> Result<rempart_api::RequestView, ClientError> {
+        self.json(
+            Method::GET,
+            &format!("/v1/access/requests/{}", percent_encode(id)),
+            None,
+        )
+        .await
+    }
+
+    /// `approve`, `deny`, `revoke` or `cancel` a request.
+    pub async fn decide_request(
+        &self,
+        id: &str,
+        verb: &str,
+        text: Option<&str>,
+    ) -> Result<rempart_api::RequestView, ClientError> {
+        let path = format!("/v1/access/requests/{}/{verb}", percent_encode(id));
+        match (verb, text) {
+            ("approve", Some(comment)) => {
+                let body = rempart_api::Approval {
+                    comment: comment.to_owned(),
+                };
+                self.json(Method::POST, &path, Some(&body)).await
+            }
+            (_, Some(reason)) => {
+                let body = rempart_api::Refusal {
+                    reason: reason.to_owned(),
+                };
+                self.json(Method::POST, &path, Some(&body)).await
+            }
+            (_, None) => self.json(Method::POST, &path, None).await,
+        }
+    }
+
+    /// Whether `user` may reach `resource` now (a bastion's question).
+    pub async fn check_grant(
+        &self,
+        user: &str,
+        resource: &str,
+    ) -> Result<rempart_api::GrantCheck, ClientError> {
+        let path = format!(
+            "/v1/grants/check?user={}&resource={}",
+            percent_encode(user),
+            percent_encode(resource)
+        );
+        self.json(Method::GET, &path, None).await
+    }
+
     /// Sends JSON lines to the well-log; the answer says what is durable.
     pub async fn append_entries(&self, lines: Vec<u8>) -> Result<AppendResult, ClientError> {
         let body = Some(("application/x-ndjson", lines));

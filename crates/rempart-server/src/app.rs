@@ -14,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
-use crate::routes::{log, machines, meta, users};
+use crate::routes::{access, log, machines, meta, users};
 
 const LOG_ENTRIES: &str = "/v1/log/entries";
 use crate::state::AppState;
@@ -46,6 +46,20 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(batch_limit))
                 .get(log::list),
         )
+        .route(
+            "/v1/resources",
+            get(access::list_resources).post(access::create_resource),
+        )
+        .route(
+            "/v1/access/requests",
+            get(access::list_requests).post(access::create_request),
+        )
+        .route("/v1/access/requests/{id}", get(access::show_request))
+        .route("/v1/access/requests/{id}/approve", post(access::approve))
+        .route("/v1/access/requests/{id}/deny", post(access::deny))
+        .route("/v1/access/requests/{id}/revoke", post(access::revoke))
+        .route("/v1/access/requests/{id}/cancel", post(access::cancel))
+        .route("/v1/grants/check", get(access::check_grant))
         .route("/v1/log/entries/{seq}", get(log::entry))
         .route("/v1/log/entries/{seq}/erase", post(log::erase))
         .route("/v1/log/checkpoint", get(log::checkpoint))

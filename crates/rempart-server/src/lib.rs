@@ -123,6 +123,7 @@ pub async fn serve(
     let ingest_budget = Arc::new(budget::IngestBudget::new(
         config.welllog.ingest_memory_bytes.get().unsigned_abs(),
     ));
+    let access_rules = Arc::new(state::access_rules(&config.access)?);
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -132,6 +133,7 @@ pub async fn serve(
         writer,
         index: index.clone(),
         ingest_budget,
+        access_rules,
     };
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

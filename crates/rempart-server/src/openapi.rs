@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{log, machines, meta, users};
+use crate::routes::{access, log, machines, meta, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::routes::{log, machines, meta, users};
         users::list, users::get, users::create, users::disable, users::token,
         machines::list, machines::create, machines::revoke,
         log::append, log::list, log::search, log::checkpoint, log::entry, log::erase, log::inclusion, log::consistency,
+        access::create_resource, access::list_resources, access::create_request, access::list_requests,
+        access::show_request, access::approve, access::deny, access::revoke, access::cancel, access::check_grant,
     ),
     modifiers(&SecuritySchemes),
 )]

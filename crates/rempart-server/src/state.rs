@@ -20,6 +20,45 @@ pub struct AppState {
     /// The one way to write to the well-log.
     pub writer: LogWriter,
     pub index: rempart_search::Index,
+    /// The rules of access requests (`[access]`), compiled once.
+    pub access_rules: Arc<rempart_access::Rules>,
     /// Memory shared by the well-log batches being handled (back-pressure).
     pub ingest_budget: Arc<crate::budget::IngestBudget>,
+}
+
+/// The rules of `[access]`, with the ticket pattern compiled (it was checked
+/// when the file was read, so this cannot fail on a loaded config).
+pub fn access_rules(
+    settings: &rempart_config::AccessSettings,
+) -> anyhow::Result<rempart_access::Rules> {
+    use rempart_access::{AllowRule, ApprovalRule, Rules, Selector};
+    Ok(Rules {
+        reviewer_role: settings.reviewer_role,
+        max_duration_ms: settings.max_duration.millis(),
+        pending_for_ms: settings.pending_for.millis(),
+        min_reason_chars: usize::try_from(settings.min_reason_chars.get()).unwrap_or(0),
+        ticket_pattern: settings
+            .ticket_pattern
+            .pattern()
+            .map(regex::Regex::new)
+            .transpose()?,
+        required_training: settings.required_training.clone(),
+        allow: settings
+            .allow
+            .iter()
+            .map(|rule| AllowRule {
+                roles: rule.roles.clone(),
+                selector: Selector(rule.labels.0.clone()),
+            })
+            .collect(),
+        approvals: settings
+            .threshold
+            .iter()
+            .map(|rule| ApprovalRule {
+                selector: Selector(rule.labels.0.clone()),
+                approvals: u32::try_from(rule.approvals.get()).unwrap_or(1),
+            })
+            .collect(),
+        default_approvals: u32::try_from(settings.approvals.get()).unwrap_or(1),
+    })
 }

@@ -66,6 +66,10 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         },
         index: index.clone(),
         ingest_budget: Arc::new(rempart_server::budget::IngestBudget::new(1 << 20)),
+        access_rules: Arc::new(
+            rempart_server::state::access_rules(&rempart_config::Config::defaults(now).access)
+                .expect("rules"),
+        ),
     };
     // A 30-day period: the two 40-day-old payloads go.
     let cutoff = now - time::Duration::days(30);

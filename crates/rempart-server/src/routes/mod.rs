@@ -1,5 +1,6 @@
 //! The API's routes, one module per resource.
 
+pub mod access;
 pub mod log;
 pub mod machines;
 pub mod meta;

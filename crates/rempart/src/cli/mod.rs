@@ -1,6 +1,7 @@
 //! The command line: its definition (clap derive) and the dispatch to each
 //! command's module.
 
+mod access;
 mod connect;
 mod log;
 pub mod logging;
@@ -47,6 +48,15 @@ pub enum Command {
     /// The well-log: append, checkpoints, proofs, offline verification.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// Hosts and databases that access can be requested for.
+    #[command(subcommand)]
+    Resource(access::ResourceCommand),
+    /// Access requests: ask, review, revoke.
+    #[command(subcommand)]
+    Access(access::AccessCommand),
+    /// Grant checks, as the bastion and the data proxy make them.
+    #[command(subcommand)]
+    Grant(access::GrantCommand),
     /// Show who the server sees you as.
     Whoami {
         #[arg(long)]
@@ -107,6 +117,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(command) => users::run(&cli.client, command).await,
         Command::Machine(command) => machines::run(&cli.client, command).await,
         Command::Log(command) => log::run(&cli.client, command).await,
+        Command::Resource(command) => access::run_resource(&cli.client, command).await,
+        Command::Access(command) => access::run_access(&cli.client, command).await,
+        Command::Grant(command) => access::run_grant(&cli.client, command).await,
         Command::Whoami { json } => {
             let whoami = connect::client(&cli.client)?.whoami().await?;
             if json {
