@@ -1,0 +1,484 @@
+//! Access requests through the real server and CLI, on SQLite and on
+//! PostgreSQL: the whole life of a request, the four-eyes rule, thresholds,
+//! concurrent approvals, revocation, cancellation, grant checks by a bastion
+//! machine identity, bad input, and the well-log record of every change.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Backend, Deployment, Server, assert_refused, json, stderr, stdout};
+
+struct People {
+    alice: String,
+    sam: String,
+    kim: String,
+    lee: String,
+}
+
+fn add_user(server: &Server, admin: &str, name: &str, roles: &[&str]) -> String {
+    let mut args = vec!["user", "add", name];
+    for role in roles {
+        args.push("--role");
+        args.push(role);
+    }
+    let out = server.cli(admin, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn people(server: &Server, admin: &str) -> People {
+    People {
+        alice: add_user(server, admin, "alice", &["engineer"]),
+        sam: add_user(server, admin, "sam", &["security"]),
+        // Kim reviews, and is an engineer too: she may request, never approve her own.
+        kim: add_user(server, admin, "kim", &["security", "engineer"]),
+        lee: add_user(server, admin, "lee", &["security"]),
+    }
+}
+
+/// A bastion machine identity's certificate and key.
+fn bastion(deployment: &Deployment, server: &Server, admin: &str) -> (PathBuf, PathBuf) {
+    let dir = deployment.dir.path().join("bastion");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let out = server.cli(
+        admin,
+        &[
+            "machine",
+            "add",
+            "bastion-1",
+            "--role",
+            "bastion",
+            "--out",
+            dir.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    (dir.join("bastion-1.crt"), dir.join("bastion-1.key"))
+}
+
+fn check(
+    server: &Server,
+    machine: &(PathBuf, PathBuf),
+    user: &str,
+    resource: &str,
+) -> serde_json::Value {
+    let out = server
+        .cli_command(&[
+            "grant",
+            "check",
+            "--user",
+            user,
+            "--resource",
+            resource,
+            "--json",
+        ])
+        .env("REMPART_CLIENT_CERT", &machine.0)
+        .env("REMPART_CLIENT_KEY", &machine.1)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&stdout(&out))
+}
+
+fn request(server: &Server, token: &str, resources: &[&str], duration: &str) -> String {
+    let mut args = vec![
+        "access",
+        "request",
+        "--reason",
+        "INC-4711 the payments replica is stuck",
+        "--for",
+        duration,
+    ];
+    for resource in resources {
+        args.push("--resource");
+        args.push(resource);
+    }
+    let out = server.cli(token, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn state(server: &Server, token: &str, id: &str) -> serde_json::Value {
+    let out = server.cli(token, &["access", "show", id, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&stdout(&out))
+}
+
+fn approve(server: &Server, token: &str, id: &str) -> std::process::Output {
+    server.cli(
+        token,
+        &["access", "approve", id, "--comment", "checked the ticket"],
+    )
+}
+
+/// The well-log entries of `kind` about `target`.
+fn logged(server: &Server, admin: &str, kind: &str, target: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let query = format!("kind:{kind} target:{target}");
+    loop {
+        let out = server.cli(admin, &["log", "search", &query, "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let result = json(&stdout(&out));
+        let hits = result["hits"].as_array().expect("hits").len();
+        // The index follows the log: wait until it covers it.
+        if result["indexed"] == result["size"] || Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn life_of_a_request(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let server = deployment.serve();
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    let machine = bastion(&deployment, &server, admin);
+    for (kind, name, labels) in [
+        ("host", "db-1", vec!["env=prod", "data=pii"]),
+        ("db", "payments", vec!["env=prod"]),
+    ] {
+        let mut args = vec!["resource", "add", kind, name];
+        for label in &labels {
+            args.push("--label");
+            args.push(label);
+        }
+        let out = server.cli(admin, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let resources = json(&stdout(
+        &server.cli(&p.alice, &["resource", "list", "--json"]),
+    ));
+    assert_eq!(resources["resources"].as_array().expect("list").len(), 2);
+
+    // A request for one approval: pending, then approved by a reviewer.
+    let id = request(&server, &p.alice, &["db:payments"], "2h");
+    let shown = state(&server, &p.alice, &id);
+    assert_eq!(shown["state"], "pending");
+    assert_eq!(shown["approvals_needed"], 1);
+    assert_eq!(
+        check(&server, &machine, "alice", "db:payments")["allow"],
+        false
+    );
+    // The requester cannot approve (no reviewer role); nor a machine.
+    assert_refused(&approve(&server, &p.alice, &id), "403");
+    let out = approve(&server, &p.sam, &id);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state(&server, &p.alice, &id)["state"], "approved");
+    let allowed = check(&server, &machine, "alice", "db:payments");
+    assert_eq!(allowed["allow"], true, "{allowed}");
+    assert_eq!(allowed["grant"], id.as_str());
+    // Nothing for another resource or another user.
+    assert_eq!(
+        check(&server, &machine, "alice", "host:db-1")["reason"],
+        "no approved request"
+    );
+    assert_eq!(
+        check(&server, &machine, "kim", "db:payments")["allow"],
+        false
+    );
+    // Deciding it again is refused, and changes nothing.
+    assert_refused(&approve(&server, &p.lee, &id), "can no longer be reviewed");
+    assert_refused(
+        &server.cli(&p.lee, &["access", "deny", &id, "--reason", "too late"]),
+        "can no longer be reviewed",
+    );
+
+    // Revocation ends it at once for every check.
+    let out = server.cli(
+        &p.sam,
+        &["access", "revoke", &id, "--reason", "incident closed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let revoked = check(&server, &machine, "alice", "db:payments");
+    assert_eq!(revoked["allow"], false);
+    assert!(
+        revoked["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("revoked at"),
+        "{revoked}"
+    );
+    assert_refused(
+        &server.cli(&p.sam, &["access", "revoke", &id, "--reason", "again"]),
+        "only an approved grant is revoked",
+    );
+
+    // PII needs two distinct approvals; a reviewer counts once.
+    let pii = request(&server, &p.alice, &["host:db-1"], "1h");
+    assert_eq!(state(&server, &p.alice, &pii)["approvals_needed"], 2);
+    assert!(approve(&server, &p.sam, &pii).status.success());
+    assert_refused(&approve(&server, &p.sam, &pii), "counts once");
+    assert_eq!(state(&server, &p.alice, &pii)["state"], "pending");
+    assert!(approve(&server, &p.lee, &pii).status.success());
+    assert_eq!(state(&server, &p.alice, &pii)["state"], "approved");
+    assert_eq!(
+        check(&server, &machine, "alice", "host:db-1")["allow"],
+        true
+    );
+
+    // A requester never approves their own request, even as a reviewer.
+    let own = request(&server, &p.kim, &["db:payments"], "30m");
+    assert_refused(
+        &approve(&server, &p.kim, &own),
+        "never reviews their own request",
+    );
+    assert_eq!(state(&server, &p.kim, &own)["approvals"], 0);
+
+    // One deny ends a request.
+    let denied = request(&server, &p.alice, &["host:db-1"], "1h");
+    assert!(approve(&server, &p.sam, &denied).status.success());
+    let out = server.cli(
+        &p.lee,
+        &["access", "deny", &denied, "--reason", "no ticket context"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(state(&server, &p.alice, &denied)["state"], "denied");
+    assert_refused(
+        &approve(&server, &p.kim, &denied),
+        "can no longer be reviewed",
+    );
+
+    // Only the requester cancels, and only while pending.
+    let cancelled = request(&server, &p.alice, &["db:payments"], "1h");
+    assert_refused(
+        &server.cli(&p.sam, &["access", "cancel", &cancelled]),
+        "only alice cancels",
+    );
+    assert!(
+        server
+            .cli(&p.alice, &["access", "cancel", &cancelled])
+            .status
+            .success()
+    );
+    assert_eq!(state(&server, &p.alice, &cancelled)["state"], "cancelled");
+    assert_refused(
+        &approve(&server, &p.sam, &cancelled),
+        "can no longer be reviewed",
+    );
+
+    // Listing: reviewers see everyone's, engineers their own, by state.
+    let all = json(&stdout(&server.cli(&p.sam, &["access", "list", "--json"])));
+    assert_eq!(all["requests"].as_array().expect("list").len(), 5);
+    let kims = json(&stdout(
+        &server.cli(&p.kim, &["access", "list", "--mine", "--json"]),
+    ));
+    assert_eq!(kims["requests"].as_array().expect("list").len(), 1);
+    let alices = json(&stdout(&server.cli(
+        &p.alice,
+        &["access", "list", "--state", "approved", "--json"],
+    )));
+    let ids: Vec<&str> = alices["requests"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![pii.as_str()]);
+    // Someone else's request is not shown to an engineer.
+    assert_refused(&server.cli(&p.alice, &["access", "show", &own]), "404");
+
+    // A disabled user loses their grants at once.
+    assert!(
+        server
+            .cli(admin, &["user", "disable", "alice"])
+            .status
+            .success()
+    );
+    let disabled = check(&server, &machine, "alice", "host:db-1");
+    assert_eq!(disabled["allow"], false);
+    assert_eq!(disabled["reason"], "user alice is disabled");
+
+    // A person cannot ask the bastion's question.
+    assert_refused(
+        &server.cli(
+            &p.sam,
+            &[
+                "grant",
+                "check",
+                "--user",
+                "alice",
+                "--resource",
+                "host:db-1",
+            ],
+        ),
+        "bastion machine identity",
+    );
+
+    // Every change is in the well-log.
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.request.create",
+            &format!("request:{id}")
+        ),
+        1
+    );
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.review.approve",
+            &format!("request:{pii}")
+        ),
+        2
+    );
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.grant.start",
+            &format!("request:{pii}")
+        ),
+        1
+    );
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.grant.revoke",
+            &format!("request:{id}")
+        ),
+        1
+    );
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.review.deny",
+            &format!("request:{denied}")
+        ),
+        1
+    );
+    assert_eq!(
+        logged(
+            &server,
+            admin,
+            "access.request.cancel",
+            &format!("request:{cancelled}")
+        ),
+        1
+    );
+}
+
+/// Two approvals arriving at the same instant on a request that needs two
+/// more: both count, and exactly one grant starts (one `access.grant.start`).
+fn simultaneous_approvals_start_one_grant(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let server = deployment.serve();
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    let out = server.cli(
+        admin,
+        &["resource", "add", "host", "db-1", "--label", "data=pii"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for round in 0..3 {
+        let id = request(&server, &p.alice, &["host:db-1"], "1h");
+        let (a, b) = std::thread::scope(|scope| {
+            let first = scope.spawn(|| approve(&server, &p.sam, &id));
+            let second = scope.spawn(|| approve(&server, &p.lee, &id));
+            (first.join().expect("sam"), second.join().expect("lee"))
+        });
+        assert!(
+            a.status.success() && b.status.success(),
+            "round {round}: {} {}",
+            stderr(&a),
+            stderr(&b)
+        );
+        let shown = state(&server, &p.alice, &id);
+        assert_eq!(shown["state"], "approved");
+        assert_eq!(shown["approvals"], 2);
+        assert_eq!(
+            logged(
+                &server,
+                admin,
+                "access.grant.start",
+                &format!("request:{id}")
+            ),
+            1,
+            "round {round}"
+        );
+    }
+}
+
+/// Bad requests get a clear error and store nothing.
+fn bad_requests_change_nothing(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let server = deployment.serve();
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    assert!(
+        server
+            .cli(admin, &["resource", "add", "host", "db-1"])
+            .status
+            .success()
+    );
+    let ask = |resource: &str, reason: &str, duration: &str| {
+        server.cli(
+            &p.alice,
+            &[
+                "access",
+                "request",
+                "--resource",
+                resource,
+                "--reason",
+                reason,
+                "--for",
+                duration,
+            ],
+        )
+    };
+    let reason = "INC-4711 the payments replica is stuck";
+    assert_refused(
+        &ask("host:nope", reason, "1h"),
+        "unknown resource host:nope",
+    );
+    assert_refused(&ask("vm:db-1", reason, "1h"), "unknown resource kind");
+    assert_refused(
+        &ask("host:db-1", reason, "9h"),
+        "longer than the maximum of 8h",
+    );
+    assert_refused(&ask("host:db-1", reason, "2 hours"), "duration");
+    assert_refused(
+        &ask("host:db-1", "because", "1h"),
+        "at least 20 are required",
+    );
+    // Sam (security only) may not request: the rules allow engineers.
+    assert_refused(
+        &server.cli(
+            &p.sam,
+            &[
+                "access",
+                "request",
+                "--resource",
+                "host:db-1",
+                "--reason",
+                reason,
+                "--for",
+                "1h",
+            ],
+        ),
+        "may not request host:db-1",
+    );
+    assert_refused(
+        &server.cli(admin, &["resource", "add", "host", "db-1"]),
+        "already exists",
+    );
+    assert_refused(
+        &server.cli(admin, &["resource", "add", "host", "Bad Name"]),
+        "resource name",
+    );
+    assert_refused(&approve(&server, &p.sam, "12345"), "no request 12345");
+    let listed = json(&stdout(&server.cli(&p.sam, &["access", "list", "--json"])));
+    assert!(listed["requests"].as_array().expect("list").is_empty());
+}
+
+on_both_backends!(
+    life_of_a_request,
+    simultaneous_approvals_start_one_grant,
+    bad_requests_change_nothing
+);
