@@ -13,6 +13,7 @@ pub mod labels;
 pub mod request;
 pub mod resource;
 pub mod rules;
+pub mod training;
 
 pub use duration::parse_duration;
 pub use labels::{Labels, Selector};

@@ -123,3 +123,79 @@ pub struct GrantCheck {
     /// Why not, for a deny.
     pub reason: Option<String>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTrainingModule {
+    pub name: String,
+    /// How long a completion stays valid: `365d`.
+    pub valid_for: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingModuleView {
+    pub name: String,
+    pub valid_for: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingModuleList {
+    pub modules: Vec<TrainingModuleView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingCompletion {
+    pub user: String,
+    pub module: String,
+    /// When it was completed (RFC 3339); absent: now.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordTraining {
+    pub completions: Vec<TrainingCompletion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingRecorded {
+    pub recorded: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ModuleStatus {
+    pub module: String,
+    /// `current`, `expiring` (within 30 days), `expired` or `missing`.
+    pub state: String,
+    pub required: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub completed_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserTraining {
+    pub user: String,
+    pub modules: Vec<ModuleStatus>,
+    /// What keeps this person from a grant, if anything.
+    pub missing: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrainingStatus {
+    pub users: Vec<UserTraining>,
+}
+
+/// `POST /v1/danger/clock` (servers started with `--danger-test-clock` only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClock {
+    /// How far to move the access clock forward: `2h`, `1d`.
+    pub advance: String,
+}

@@ -12,8 +12,10 @@
 mod access;
 
 pub use access::{
-    ActionView, Approval, CreateRequest, CreateResource, GrantCheck, Refusal, RequestList,
-    RequestView, ResourceList, ResourceView, ReviewView,
+    ActionView, AdvanceClock, Approval, CreateRequest, CreateResource, CreateTrainingModule,
+    GrantCheck, ModuleStatus, RecordTraining, Refusal, RequestList, RequestView, ResourceList,
+    ResourceView, ReviewView, TrainingCompletion, TrainingModuleList, TrainingModuleView,
+    TrainingRecorded, TrainingStatus, UserTraining,
 };
 
 use rempart_core::{Identity, MachineName, MachineRole, Roles, UserName};

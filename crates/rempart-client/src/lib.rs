@@ -281,6 +281,37 @@ impl Client {
         }
     }
 
+    pub async fn create_training_module(
+        &self,
+        request: &rempart_api::CreateTrainingModule,
+    ) -> Result<rempart_api::TrainingModuleView, ClientError> {
+        self.json(Method::POST, "/v1/training/modules", Some(request))
+            .await
+    }
+
+    pub async fn training_modules(&self) -> Result<rempart_api::TrainingModuleList, ClientError> {
+        self.json(Method::GET, "/v1/training/modules", None).await
+    }
+
+    pub async fn record_training(
+        &self,
+        request: &rempart_api::RecordTraining,
+    ) -> Result<rempart_api::TrainingRecorded, ClientError> {
+        self.json(Method::POST, "/v1/training/records", Some(request))
+            .await
+    }
+
+    pub async fn training_status(
+        &self,
+        user: Option<&str>,
+    ) -> Result<rempart_api::TrainingStatus, ClientError> {
+        let path = match user {
+            Some(user) => format!("/v1/training/status?user={}", percent_encode(user)),
+            None => "/v1/training/status".to_owned(),
+        };
+        self.json(Method::GET, &path, None).await
+    }
+
     /// Whether `user` may reach `resource` now (a bastion's question).
     pub async fn check_grant(
         &self,

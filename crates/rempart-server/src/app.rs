@@ -14,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
-use crate::routes::{access, log, machines, meta, users};
+use crate::routes::{access, log, machines, meta, training, users};
 
 const LOG_ENTRIES: &str = "/v1/log/entries";
 use crate::state::AppState;
@@ -60,6 +60,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/access/requests/{id}/revoke", post(access::revoke))
         .route("/v1/access/requests/{id}/cancel", post(access::cancel))
         .route("/v1/grants/check", get(access::check_grant))
+        .route("/v1/danger/clock", post(access::advance_clock))
+        .route(
+            "/v1/training/modules",
+            get(training::list_modules).post(training::create_module),
+        )
+        .route("/v1/training/records", post(training::record))
+        .route("/v1/training/status", get(training::status))
         .route("/v1/log/entries/{seq}", get(log::entry))
         .route("/v1/log/entries/{seq}/erase", post(log::erase))
         .route("/v1/log/checkpoint", get(log::checkpoint))

@@ -16,6 +16,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod budget;
+pub mod clock;
 pub mod datadir;
 pub mod error;
 pub mod extract;
@@ -45,6 +46,9 @@ pub struct ServeOptions {
     pub data_dir: DataDir,
     pub listen: Option<SocketAddr>,
     pub store: Option<StoreSetting>,
+    /// Lets an admin move the access clock forward (`POST /v1/danger/clock`):
+    /// for tests only, never in production.
+    pub danger_test_clock: bool,
 }
 
 /// Runs the control plane until `shutdown` completes, then drains open
@@ -55,6 +59,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let dir = &options.data_dir;
+    if options.danger_test_clock {
+        tracing::warn!(
+            "--danger-test-clock: admins can move the access clock forward; never use this in production"
+        );
+    }
     let mut config = dir.load_config()?;
     if let Some(listen) = options.listen {
         config.listen = listen;
@@ -134,6 +143,7 @@ pub async fn serve(
         index: index.clone(),
         ingest_budget,
         access_rules,
+        clock: Arc::new(clock::Clock::new(options.danger_test_clock)),
     };
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{access, log, machines, meta, users};
+use crate::routes::{access, log, machines, meta, training, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,7 @@ use crate::routes::{access, log, machines, meta, users};
         log::append, log::list, log::search, log::checkpoint, log::entry, log::erase, log::inclusion, log::consistency,
         access::create_resource, access::list_resources, access::create_request, access::list_requests,
         access::show_request, access::approve, access::deny, access::revoke, access::cancel, access::check_grant,
+        training::create_module, training::list_modules, training::record, training::status,
     ),
     modifiers(&SecuritySchemes),
 )]

@@ -20,6 +20,8 @@ pub struct AppState {
     /// The one way to write to the well-log.
     pub writer: LogWriter,
     pub index: rempart_search::Index,
+    /// The clock of access decisions (adjustable only in tests).
+    pub clock: Arc<crate::clock::Clock>,
     /// The rules of access requests (`[access]`), compiled once.
     pub access_rules: Arc<rempart_access::Rules>,
     /// Memory shared by the well-log batches being handled (back-pressure).

@@ -477,8 +477,230 @@ fn bad_requests_change_nothing(backend: Backend) {
     assert!(listed["requests"].as_array().expect("list").is_empty());
 }
 
+/// Moves the server's access clock forward (`--danger-test-clock`).
+fn advance(server: &Server, admin: &str, by: &str) {
+    let (status, body) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {admin}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        &format!("{{\"advance\":\"{by}\"}}"),
+        &format!("{}/v1/danger/clock", server.url),
+    ]);
+    assert_eq!(status, 204, "{body}");
+}
+
+/// Requests and grants end by the clock: a pending request expires after
+/// `pending_for`, a grant at its end, each at once for every check.
+fn requests_and_grants_expire_with_the_clock(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let server = Server::start(&deployment.data_dir(), &["--danger-test-clock"]);
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    let machine = bastion(&deployment, &server, admin);
+    assert!(
+        server
+            .cli(admin, &["resource", "add", "host", "web-1"])
+            .status
+            .success()
+    );
+
+    let stale = request(&server, &p.alice, &["host:web-1"], "2h");
+    advance(&server, admin, "25h");
+    assert_eq!(state(&server, &p.alice, &stale)["state"], "expired");
+    assert_refused(
+        &approve(&server, &p.sam, &stale),
+        "can no longer be reviewed",
+    );
+
+    let id = request(&server, &p.alice, &["host:web-1"], "2h");
+    assert!(approve(&server, &p.sam, &id).status.success());
+    assert_eq!(
+        check(&server, &machine, "alice", "host:web-1")["allow"],
+        true
+    );
+    advance(&server, admin, "119m");
+    assert_eq!(
+        check(&server, &machine, "alice", "host:web-1")["allow"],
+        true
+    );
+    advance(&server, admin, "2m");
+    let ended = check(&server, &machine, "alice", "host:web-1");
+    assert_eq!(ended["allow"], false);
+    assert!(
+        ended["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("expired at"),
+        "{ended}"
+    );
+    assert_eq!(state(&server, &p.alice, &id)["state"], "expired");
+    assert_refused(
+        &server.cli(&p.sam, &["access", "revoke", &id, "--reason", "too late"]),
+        "only an approved grant is revoked",
+    );
+
+    // A server without the flag has no such route.
+    drop(server);
+    let plain = deployment.serve();
+    let (status, _) = plain.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {admin}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        "{\"advance\":\"1h\"}",
+        &format!("{}/v1/danger/clock", plain.url),
+    ]);
+    assert_eq!(status, 404);
+}
+
+/// No grant without current training: requests are refused and checks deny,
+/// naming what is missing; completions come one by one or from a CSV file.
+fn training_gates_grants(backend: Backend) {
+    let deployment = Deployment::init(backend);
+    let config = deployment.data_dir().join("rempart.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "required_training = []",
+            "required_training = [\"security-basics\"]",
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&deployment.data_dir(), &["--danger-test-clock"]);
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    let machine = bastion(&deployment, &server, admin);
+    assert!(
+        server
+            .cli(admin, &["resource", "add", "host", "web-1"])
+            .status
+            .success()
+    );
+    let out = server.cli(
+        &p.sam,
+        &[
+            "training",
+            "module",
+            "add",
+            "security-basics",
+            "--valid-for",
+            "365d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ask = || {
+        server.cli(
+            &p.alice,
+            &[
+                "access",
+                "request",
+                "--resource",
+                "host:web-1",
+                "--reason",
+                "INC-4711 the payments replica is stuck",
+                "--for",
+                "1h",
+            ],
+        )
+    };
+    assert_refused(
+        &ask(),
+        "training missing: security-basics (never completed)",
+    );
+
+    let long_ago = (time::OffsetDateTime::now_utc() - time::Duration::days(400))
+        .date()
+        .to_string();
+    let out = server.cli(
+        &p.sam,
+        &[
+            "training",
+            "record",
+            "alice",
+            "security-basics",
+            "--on",
+            &long_ago,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_refused(&ask(), "training missing: security-basics (expired");
+
+    let csv = deployment.dir.path().join("training.csv");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    std::fs::write(
+        &csv,
+        format!("user,module,completed_on\nalice,security-basics,{today}\n"),
+    )
+    .expect("write");
+    let out = server.cli(
+        &p.sam,
+        &["training", "import", csv.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "recorded 1");
+    // A bad file is refused whole, naming its line.
+    std::fs::write(
+        &csv,
+        "user,module,completed_on\nbob,security-basics,2026-01-01\n",
+    )
+    .expect("write");
+    assert_refused(
+        &server.cli(
+            &p.sam,
+            &["training", "import", csv.to_str().expect("utf-8")],
+        ),
+        "no user \"bob\"",
+    );
+
+    let status = json(&stdout(
+        &server.cli(&p.alice, &["training", "status", "--json"]),
+    ));
+    let module = &status["users"][0]["modules"][0];
+    assert_eq!(module["module"], "security-basics");
+    assert_eq!(module["state"], "current");
+    assert_eq!(module["required"], true);
+    assert!(status["users"][0]["missing"].is_null());
+    // Engineers see only their own.
+    assert_refused(&server.cli(&p.alice, &["training", "status", "kim"]), "403");
+
+    let out = ask();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    assert!(approve(&server, &p.sam, &id).status.success());
+    assert_eq!(
+        check(&server, &machine, "alice", "host:web-1")["allow"],
+        true
+    );
+    // A year later the training has lapsed: the check says so, whatever grant.
+    advance(&server, admin, "366d");
+    let lapsed = check(&server, &machine, "alice", "host:web-1");
+    assert_eq!(lapsed["allow"], false);
+    assert!(
+        lapsed["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("training missing: security-basics (expired"),
+        "{lapsed}"
+    );
+    let status = json(&stdout(
+        &server.cli(&p.sam, &["training", "status", "alice", "--json"]),
+    ));
+    assert_eq!(status["users"][0]["modules"][0]["state"], "expired");
+    assert_eq!(logged(&server, admin, "training.record", "user:alice"), 2);
+}
+
 on_both_backends!(
     life_of_a_request,
     simultaneous_approvals_start_one_grant,
-    bad_requests_change_nothing
+    bad_requests_change_nothing,
+    requests_and_grants_expire_with_the_clock,
+    training_gates_grants
 );

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::from_ms;
 use crate::audit::{self, detached, object};
-use crate::auth::{Caller, now_ms};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
@@ -113,7 +113,7 @@ pub async fn create_resource(
     let resource = Resource {
         resource,
         labels,
-        created_at_ms: now_ms(),
+        created_at_ms: state.clock.now_ms(),
         created_by: caller.actor(),
     };
     let created = detached(async move {
@@ -179,7 +179,12 @@ pub async fn create_request(
             rempart_access::RequestError::NotAllowed { .. } => ApiError::forbidden(e.to_string()),
             other => ApiError::bad_request(other.to_string()),
         })?;
-    let now = now_ms();
+    let now = state.clock.now_ms();
+    // No grant without current training: refused now rather than approved
+    // for nothing (the grant check asks again).
+    if let Some(gap) = super::training::gap(&state, &requester, now).await? {
+        return Err(ApiError::forbidden(gap));
+    }
     let start_ms = new
         .start
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
@@ -258,7 +263,7 @@ pub async fn list_requests(
     let sees_all = state.access_rules.may_review(&roles) || roles.contains(Role::Admin);
     let only = (query.mine || !sees_all).then_some(name.as_str());
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let now = now_ms();
+    let now = state.clock.now_ms();
     let requests = state
         .store
         .list_requests(only, limit)
@@ -289,7 +294,7 @@ pub async fn show_request(
         // Someone else's request: as if it did not exist.
         return Err(ApiError::not_found(format!("no request {id}")));
     }
-    Ok(Json(request_view(&rows, now_ms())))
+    Ok(Json(request_view(&rows, state.clock.now_ms())))
 }
 
 /// Why a transition is refused: (status, message).
@@ -307,7 +312,7 @@ async fn transition(
     decide: impl FnOnce(&RequestRows, &Status, i64) -> Result<Transition, Refused> + Send + 'static,
 ) -> Result<RequestView, ApiError> {
     detached(async move {
-        let now = now_ms();
+        let now = state.clock.now_ms();
         let mut before: Option<Status> = None;
         let outcome = state
             .store
@@ -589,7 +594,10 @@ pub async fn check_grant(
     if user.disabled_at_ms.is_some() {
         return Ok(Json(deny(format!("user {} is disabled", query.user))));
     }
-    let now = now_ms();
+    let now = state.clock.now_ms();
+    if let Some(gap) = super::training::gap(&state, &query.user, now).await? {
+        return Ok(Json(deny(gap)));
+    }
     let rows = state
         .store
         .requests_for(&query.user, &resource, now - CHECK_LOOKBACK_MS)
@@ -615,4 +623,26 @@ pub async fn check_grant(
             DenyReason::RevokedAt(at) => format!("revoked at {}", from_ms(at)),
         }),
     }))
+}
+
+/// Moves the access clock forward, on a server started with
+/// `--danger-test-clock` (tests); on any other server the route does not exist.
+#[utoipa::path(post, path = "/v1/danger/clock", tag = "access", security(("bearer" = [])),
+    request_body = rempart_api::AdvanceClock,
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn advance_clock(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<JsonBody<rempart_api::AdvanceClock>, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    if !state.clock.is_adjustable() {
+        return Err(ApiError::not_found("no such route; see /v1/openapi.json"));
+    }
+    caller.require(&[Role::Admin])?;
+    let JsonBody(body) = body?;
+    let ms = parse_duration(&body.advance)
+        .map_err(|e| ApiError::bad_request(format!("advance: {e}")))?;
+    state.clock.advance(ms);
+    tracing::warn!(advance = %body.advance, "the access clock was moved forward (--danger-test-clock)");
+    Ok(StatusCode::NO_CONTENT)
 }

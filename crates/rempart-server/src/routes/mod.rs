@@ -4,6 +4,7 @@ pub mod access;
 pub mod log;
 pub mod machines;
 pub mod meta;
+pub mod training;
 pub mod users;
 
 use time::OffsetDateTime;

@@ -8,6 +8,7 @@ pub mod logging;
 mod machines;
 mod output;
 mod server;
+mod training;
 mod users;
 
 use std::net::SocketAddr;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Grant checks, as the bastion and the data proxy make them.
     #[command(subcommand)]
     Grant(access::GrantCommand),
+    /// Security training: modules, completions, status.
+    #[command(subcommand)]
+    Training(training::TrainingCommand),
     /// Show who the server sees you as.
     Whoami {
         #[arg(long)]
@@ -95,6 +99,9 @@ pub struct NodeArgs {
     /// "sqlite" or a postgres:// URL [default: rempart.toml's `store`, sqlite].
     #[arg(long, env = "REMPART_STORE", hide_env_values = true)]
     pub store: Option<StoreSetting>,
+    /// Let admins move the access clock forward (POST /v1/danger/clock): tests only.
+    #[arg(long, hide = true)]
+    pub danger_test_clock: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resource(command) => access::run_resource(&cli.client, command).await,
         Command::Access(command) => access::run_access(&cli.client, command).await,
         Command::Grant(command) => access::run_grant(&cli.client, command).await,
+        Command::Training(command) => training::run(&cli.client, command).await,
         Command::Whoami { json } => {
             let whoami = connect::client(&cli.client)?.whoami().await?;
             if json {

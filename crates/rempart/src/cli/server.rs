@@ -55,6 +55,7 @@ pub async fn serve(args: NodeArgs) -> Result<()> {
         data_dir: dir,
         listen: args.listen,
         store: args.store,
+        danger_test_clock: args.danger_test_clock,
     };
     rempart_server::serve(options, |_| {}, shutdown_signal()).await
 }
