@@ -24,6 +24,7 @@ pub mod indexer;
 pub mod listener;
 pub mod logwriter;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod retention;
 pub mod routes;
@@ -133,6 +134,8 @@ pub async fn serve(
         config.welllog.ingest_memory_bytes.get().unsigned_abs(),
     ));
     let access_rules = Arc::new(state::access_rules(&config.access)?);
+    let notifier = notify::Notifier::start(config.access.webhook.url())
+        .context("setting up the access webhook")?;
     let state = state::AppState {
         store: store.clone(),
         config: Arc::new(config),
@@ -144,6 +147,7 @@ pub async fn serve(
         ingest_budget,
         access_rules,
         clock: Arc::new(clock::Clock::new(options.danger_test_clock)),
+        notifier,
     };
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

@@ -20,6 +20,8 @@ pub struct AppState {
     /// The one way to write to the well-log.
     pub writer: LogWriter,
     pub index: rempart_search::Index,
+    /// Tells the access webhook of new requests and decisions.
+    pub notifier: crate::notify::Notifier,
     /// The clock of access decisions (adjustable only in tests).
     pub clock: Arc<crate::clock::Clock>,
     /// The rules of access requests (`[access]`), compiled once.

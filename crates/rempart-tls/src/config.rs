@@ -149,6 +149,18 @@ pub fn client_config(
     Ok(config)
 }
 
+/// TLS to public services (webhooks): the same versions and suites, and
+/// the Mozilla root store (webpki-roots) instead of the deployment's CA.
+pub fn public_client_config() -> Result<ClientConfig, TlsError> {
+    let roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    Ok(ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,8 @@ pub use ca::{
     cert_summary, der_sha256_hex,
 };
 pub use config::{
-    ClientIdentity, client_config, crypto_provider, server_config, server_config_for_machines,
+    ClientIdentity, client_config, crypto_provider, public_client_config, server_config,
+    server_config_for_machines,
 };
 
 /// What went wrong while building or reading certificates and TLS settings.

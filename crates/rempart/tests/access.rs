@@ -697,7 +697,157 @@ fn training_gates_grants(backend: Backend) {
     assert_eq!(logged(&server, admin, "training.record", "user:alice"), 2);
 }
 
+/// A small local webhook receiver: records each POSTed body until dropped.
+struct Webhook {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stopping) = (bodies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).expect("blocking");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .expect("timeout");
+                let mut reader = BufReader::new(stream);
+                // Requests on this connection (keep-alive), until it closes.
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    let mut saw_request = false;
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        saw_request = true;
+                        if line == "\r\n" {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(value) = lower.strip_prefix("content-length:") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    if !saw_request || line != "\r\n" {
+                        break;
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    seen.lock()
+                        .expect("lock")
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if reader.get_mut().write_all(answer).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Webhook {
+            url,
+            bodies,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits (10 s at most) for a body containing `needle`.
+    fn wait_for(&self, needle: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(body) = self
+                .bodies
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|b| b.contains(needle))
+            {
+                return json(body);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no webhook body with {needle:?}: {:?}",
+                self.bodies.lock().expect("lock")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The configured webhook hears of new requests and of decisions, as
+/// Slack-style `{"text": ...}` messages.
+fn webhook_hears_requests_and_decisions(backend: Backend) {
+    let hook = Webhook::start();
+    let deployment = Deployment::init(backend);
+    let config = deployment.data_dir().join("rempart.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace("webhook = \"\"", &format!("webhook = \"{}\"", hook.url)),
+    )
+    .expect("write");
+    let server = deployment.serve();
+    let admin = deployment.admin_token.as_str();
+    let p = people(&server, admin);
+    assert!(
+        server
+            .cli(admin, &["resource", "add", "db", "payments"])
+            .status
+            .success()
+    );
+    let id = request(&server, &p.alice, &["db:payments"], "2h");
+    let created = hook.wait_for(&format!("Access request {id}: alice asks for db:payments"));
+    assert!(
+        created["text"]
+            .as_str()
+            .expect("text")
+            .contains("INC-4711 the payments replica is stuck"),
+        "{created}"
+    );
+    assert!(approve(&server, &p.sam, &id).status.success());
+    hook.wait_for(&format!(
+        "Access request {id} of alice: approved by sam (1 of 1)"
+    ));
+    hook.wait_for(&format!("Access granted to alice on db:payments"));
+    let out = server.cli(
+        &p.sam,
+        &["access", "revoke", &id, "--reason", "incident closed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    hook.wait_for("was revoked by sam: incident closed");
+}
+
 on_both_backends!(
+    webhook_hears_requests_and_decisions,
     life_of_a_request,
     simultaneous_approvals_start_one_grant,
     bad_requests_change_nothing,

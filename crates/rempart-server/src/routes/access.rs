@@ -222,6 +222,24 @@ pub async fn create_request(
             details,
         )
         .await?;
+        state.notifier.send(format!(
+            "Access request {id}: {} asks for {} for {}: \"{}\" ({} approval{} needed)",
+            request.requester,
+            request
+                .resources
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            new.duration,
+            request.reason,
+            request.approvals_needed,
+            if request.approvals_needed == 1 {
+                ""
+            } else {
+                "s"
+            },
+        ));
         state
             .store
             .get_request(&id)
@@ -358,6 +376,19 @@ async fn transition(
             let details =
                 object(json!({"comment": review.comment, "requester": rows.request.requester}));
             audit::record(&state, &caller, kind, target.clone(), details).await?;
+            state.notifier.send(match review.decision {
+                Decision::Approve => format!(
+                    "Access request {id} of {}: approved by {} ({} of {})",
+                    rows.request.requester,
+                    review.reviewer,
+                    after.approvals,
+                    rows.request.approvals_needed
+                ),
+                Decision::Deny => format!(
+                    "Access request {id} of {}: denied by {}: {}",
+                    rows.request.requester, review.reviewer, review.comment
+                ),
+            });
         }
         if let Some(action) = rows
             .actions
@@ -371,6 +402,13 @@ async fn transition(
             let details =
                 object(json!({"reason": action.reason, "requester": rows.request.requester}));
             audit::record(&state, &caller, kind, target.clone(), details).await?;
+            state.notifier.send(match action.kind {
+                ActionKind::Cancel => format!("Access request {id}: cancelled by {}", action.actor),
+                ActionKind::Revoke => format!(
+                    "Access request {id}: the grant of {} was revoked by {}: {}",
+                    rows.request.requester, action.actor, action.reason
+                ),
+            });
         }
         let was_pending = before.is_some_and(|b| b.state == RequestState::Pending);
         if was_pending
@@ -387,6 +425,13 @@ async fn transition(
                 "approvals": after.approvals,
             }));
             audit::record(&state, &caller, "access.grant.start", target, details).await?;
+            state.notifier.send(format!(
+                "Access granted to {} on {} from {} until {} (request {id})",
+                rows.request.requester,
+                resources.join(", "),
+                from_ms(grant.start_ms),
+                from_ms(grant.end_ms)
+            ));
         }
         Ok(request_view(&rows, now))
     })
