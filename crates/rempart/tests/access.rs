@@ -837,7 +837,7 @@ fn webhook_hears_requests_and_decisions(backend: Backend) {
     hook.wait_for(&format!(
         "Access request {id} of alice: approved by sam (1 of 1)"
     ));
-    hook.wait_for(&format!("Access granted to alice on db:payments"));
+    hook.wait_for("Access granted to alice on db:payments");
     let out = server.cli(
         &p.sam,
         &["access", "revoke", &id, "--reason", "incident closed"],
