@@ -21,9 +21,30 @@ pub async fn record(
     target: String,
     details: Map<String, Value>,
 ) -> Result<u64, ApiError> {
+    record_as(state, &caller.actor(), kind, target, details).await
+}
+
+/// Records what the control plane itself noticed or did (the actor is
+/// [`SENDER`]): a grant reaching its end, a request expiring.
+pub async fn record_own(
+    state: &AppState,
+    kind: &str,
+    target: String,
+    details: Map<String, Value>,
+) -> Result<u64, ApiError> {
+    record_as(state, SENDER, kind, target, details).await
+}
+
+async fn record_as(
+    state: &AppState,
+    actor: &str,
+    kind: &str,
+    target: String,
+    details: Map<String, Value>,
+) -> Result<u64, ApiError> {
     let mut event = details;
     event.insert("kind".to_owned(), json!(kind));
-    event.insert("actor".to_owned(), json!(caller.actor()));
+    event.insert("actor".to_owned(), json!(actor));
     event.insert("target".to_owned(), json!(target));
     event.insert("outcome".to_owned(), json!("success"));
     let stamp = rempart_welllog::Stamp {

@@ -12,6 +12,7 @@
 //! never see a token or a certificate, only an `Identity`.
 #![forbid(unsafe_code)]
 
+pub mod access_ends;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -156,7 +157,8 @@ pub async fn serve(
     )?;
     syslog::start(&state, Some(Arc::new(machine_tls)), stop.clone()).await?;
     tokio::spawn(indexer::follow(welllog.clone(), index, stop.clone()));
-    tokio::spawn(retention::run(state.clone(), stop));
+    tokio::spawn(retention::run(state.clone(), stop.clone()));
+    tokio::spawn(access_ends::run(state.clone(), stop));
     let app = app::router(state);
     tracing::info!(%address, backend = ?store.backend(), identity_cache = store.caches_identities(), "listening");
     on_listening(address);

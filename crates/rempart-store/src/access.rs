@@ -293,6 +293,50 @@ impl Store {
         Ok(out)
     }
 
+    /// Requests made at or after `since_ms`, oldest first, at most `limit`.
+    pub async fn requests_created_since(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<RequestRows>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE created_at_ms >= $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(since_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(load_rows(&mut conn, row).await?);
+        }
+        Ok(out)
+    }
+
+    /// Claims the end of request `id` (`kind`: `grant` or `request`) for
+    /// logging; `true` for the one caller that claims it first.
+    pub async fn claim_access_end(
+        &self,
+        id: &str,
+        kind: &str,
+        ended_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let claimed = sqlx::query(
+            "INSERT INTO access_ends (request_id, kind, ended_at_ms, logged_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(request_id(id)?)
+        .bind(kind)
+        .bind(ended_at_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
     /// `user`'s requests that name `resource` and whose access could end
     /// after `since_ms` (the latest end a request allows: its start, or its
     /// last possible approval, plus its duration), for a grant check.

@@ -542,6 +542,20 @@ fn requests_and_grants_expire_with_the_clock(backend: Backend) {
         &server.cli(&p.sam, &["access", "revoke", &id, "--reason", "too late"]),
         "only an approved grant is revoked",
     );
+    // Nobody acted on these ends: the control plane logs them, once each.
+    for (kind, request) in [("access.request.expire", &stale), ("access.grant.end", &id)] {
+        let target = format!("request:{request}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while logged(&server, admin, kind, &target) == 0 {
+            assert!(Instant::now() < deadline, "no {kind} for {target}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        logged(&server, admin, "access.grant.end", &format!("request:{id}")),
+        1
+    );
 
     // A server without the flag has no such route.
     drop(server);

@@ -188,12 +188,18 @@ pub async fn create_request(
     let start_ms = new
         .start
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
-    if let Some(start) = start_ms
-        && start.saturating_add(duration_ms) <= now
-    {
-        return Err(ApiError::bad_request(
-            "the access asked for would end in the past",
-        ));
+    if let Some(start) = start_ms {
+        if start.saturating_add(duration_ms) <= now {
+            return Err(ApiError::bad_request(
+                "the access asked for would end in the past",
+            ));
+        }
+        if start > now.saturating_add(state.access_rules.pending_for_ms) {
+            return Err(ApiError::bad_request(format!(
+                "the access may start at most {} from now (access.pending_for)",
+                rempart_access::duration::format_duration(state.access_rules.pending_for_ms)
+            )));
+        }
     }
     let request = Request {
         id: String::new(),

@@ -75,3 +75,14 @@ CREATE TABLE training_records (
 );
 
 CREATE INDEX training_records_user ON training_records (user_name, module, completed_at_ms);
+
+-- Ends nobody acted on (a grant reaching its end, a request nobody decided
+-- in time), each claimed once so that one node writes its well-log event.
+CREATE TABLE access_ends (
+    request_id   BIGINT PRIMARY KEY REFERENCES access_requests (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('grant', 'request')),
+    ended_at_ms  BIGINT NOT NULL,
+    logged_at_ms BIGINT NOT NULL
+);
+
+CREATE INDEX access_requests_created ON access_requests (created_at_ms);
