@@ -21,6 +21,7 @@ pub mod clock;
 pub mod datadir;
 pub mod error;
 pub mod extract;
+pub mod grants;
 pub mod indexer;
 pub mod listener;
 pub mod logwriter;
@@ -149,6 +150,7 @@ pub async fn serve(
         access_rules,
         clock: Arc::new(clock::Clock::new(options.danger_test_clock)),
         notifier,
+        access_cache: Arc::new(grants::AccessCache::new(store.caches_identities())),
     };
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

@@ -20,6 +20,8 @@ pub struct AppState {
     /// The one way to write to the well-log.
     pub writer: LogWriter,
     pub index: rempart_search::Index,
+    /// What grant checks read, kept in memory on a sole writer (see `grants`).
+    pub access_cache: Arc<crate::grants::AccessCache>,
     /// Tells the access webhook of new requests and decisions.
     pub notifier: crate::notify::Notifier,
     /// The clock of access decisions (adjustable only in tests).

@@ -68,6 +68,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         ingest_budget: Arc::new(rempart_server::budget::IngestBudget::new(1 << 20)),
         clock: Arc::new(rempart_server::clock::Clock::new(false)),
         notifier: rempart_server::notify::Notifier::none(),
+        access_cache: Arc::new(rempart_server::grants::AccessCache::new(false)),
         access_rules: Arc::new(
             rempart_server::state::access_rules(&rempart_config::Config::defaults(now).access)
                 .expect("rules"),

@@ -337,26 +337,20 @@ impl Store {
         Ok(claimed == 1)
     }
 
-    /// `user`'s requests that name `resource` and whose access could end
-    /// after `since_ms` (the latest end a request allows: its start, or its
-    /// last possible approval, plus its duration), for a grant check.
-    pub async fn requests_for(
+    /// `user`'s requests whose access could end after `since_ms` (the latest
+    /// end a request allows: its start, or its last possible approval, plus
+    /// its duration), for grant checks.
+    pub async fn requests_of(
         &self,
         user: &str,
-        resource: &ResourceRef,
         since_ms: i64,
     ) -> Result<Vec<RequestRows>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(
-            "SELECT r.id, r.requester, r.reason, r.created_at_ms, r.start_ms, r.duration_ms, \
-                    r.approvals_needed, r.pending_until_ms \
-             FROM access_request_resources rr JOIN access_requests r ON r.id = rr.request_id \
-             WHERE rr.kind = $1 AND rr.name = $2 AND r.requester = $3 \
-               AND COALESCE(r.start_ms, r.pending_until_ms) + r.duration_ms >= $4 \
-             ORDER BY r.id",
-        )
-        .bind(resource.kind.as_str())
-        .bind(&resource.name)
+        let rows = sqlx::query(&format!(
+            "SELECT {REQUEST_COLUMNS} FROM access_requests \
+             WHERE requester = $1 AND COALESCE(start_ms, pending_until_ms) + duration_ms >= $2 \
+             ORDER BY id"
+        ))
         .bind(user)
         .bind(since_ms)
         .fetch_all(&mut *conn)

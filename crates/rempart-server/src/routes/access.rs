@@ -7,7 +7,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rempart_access::request::{CheckOutcome, DenyReason, check};
 use rempart_access::{
     Action, ActionKind, Decision, Labels, Request, ResourceKind, ResourceRef, Review,
     State as RequestState, Status, parse_duration, status,
@@ -27,10 +26,6 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
-
-/// How far back a grant check looks for requests that ended (to say
-/// "expired at …" rather than "no approved request").
-const CHECK_LOOKBACK_MS: i64 = 30 * 86_400_000;
 
 fn resource_view(resource: Resource) -> ResourceView {
     ResourceView {
@@ -213,7 +208,10 @@ pub async fn create_request(
         pending_until_ms: now.saturating_add(state.access_rules.pending_for_ms),
     };
     let rows = detached(async move {
-        let id = state.store.create_request(&request).await?;
+        let id = state
+            .access_cache
+            .after(state.store.create_request(&request))
+            .await?;
         let details = object(json!({
             "reason": request.reason,
             "resources": request.resources.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -339,13 +337,13 @@ async fn transition(
         let now = state.clock.now_ms();
         let mut before: Option<Status> = None;
         let outcome = state
-            .store
-            .transition(&id, |rows| {
+            .access_cache
+            .after(state.store.transition(&id, |rows| {
                 let current = status(&rows.request, &rows.reviews, &rows.actions, now);
                 let decided = decide(rows, &current, now);
                 before = Some(current);
                 decided
-            })
+            }))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => ApiError::not_found(format!("no request {id}")),
@@ -627,52 +625,24 @@ pub async fn check_grant(
 ) -> Result<Json<GrantCheck>, ApiError> {
     caller.require_machine(MachineRole::Bastion)?;
     let resource: ResourceRef = query.resource.parse().map_err(ApiError::bad_request)?;
-    let deny = |reason: String| GrantCheck {
-        allow: false,
-        user: query.user.clone(),
-        resource: resource.to_string(),
-        grant: None,
-        ends_at: None,
-        reason: Some(reason),
-    };
-    let user = match query.user.parse() {
-        Ok(name) => state.store.get_user(&name).await?,
-        Err(_) => None,
-    };
-    let Some(user) = user else {
-        return Ok(Json(deny(format!("no user {}", query.user))));
-    };
-    if user.disabled_at_ms.is_some() {
-        return Ok(Json(deny(format!("user {} is disabled", query.user))));
-    }
     let now = state.clock.now_ms();
-    if let Some(gap) = super::training::gap(&state, &query.user, now).await? {
-        return Ok(Json(deny(gap)));
-    }
-    let rows = state
-        .store
-        .requests_for(&query.user, &resource, now - CHECK_LOOKBACK_MS)
+    let access = state
+        .access_cache
+        .user(&state.store, &query.user, now)
         .await?;
-    let statuses: Vec<Status> = rows
-        .iter()
-        .map(|r| status(&r.request, &r.reviews, &r.actions, now))
-        .collect();
-    let outcome = check(rows.iter().map(|r| &r.request).zip(statuses.iter()), now);
-    Ok(Json(match outcome {
-        CheckOutcome::Allow { request, end_ms } => GrantCheck {
-            allow: true,
-            user: query.user.clone(),
-            resource: resource.to_string(),
-            grant: Some(request),
-            ends_at: Some(from_ms(end_ms)),
-            reason: None,
-        },
-        CheckOutcome::Deny(reason) => deny(match reason {
-            DenyReason::NoApprovedRequest => "no approved request".to_owned(),
-            DenyReason::StartsAt(at) => format!("approved, starts at {}", from_ms(at)),
-            DenyReason::ExpiredAt(at) => format!("expired at {}", from_ms(at)),
-            DenyReason::RevokedAt(at) => format!("revoked at {}", from_ms(at)),
-        }),
+    let outcome = access.check(
+        &query.user,
+        &resource,
+        &state.access_rules.required_training,
+        now,
+    );
+    Ok(Json(GrantCheck {
+        allow: outcome.is_ok(),
+        user: query.user,
+        resource: resource.to_string(),
+        grant: outcome.as_ref().ok().map(|(request, _)| request.clone()),
+        ends_at: outcome.as_ref().ok().map(|(_, end)| from_ms(*end)),
+        reason: outcome.err(),
     }))
 }
 

@@ -64,7 +64,10 @@ pub async fn create_module(
         created_by: caller.actor(),
     };
     let created = detached(async move {
-        state.store.add_training_module(&module).await?;
+        state
+            .access_cache
+            .after(state.store.add_training_module(&module))
+            .await?;
         let details = object(json!({"valid_for": format_duration(module.valid_for_ms)}));
         let target = format!("training:{}", module.name);
         audit::record(&state, &caller, "training.module.create", target, details).await?;

@@ -131,7 +131,11 @@ pub async fn disable(
     let name = parse_name(&name)?;
     // The store refuses to disable the last enabled admin (409).
     let user = detached(async move {
-        let user = state.store.disable_user(&name, now_ms()).await?;
+        // A disabled user loses their grants at the next check.
+        let user = state
+            .access_cache
+            .after(state.store.disable_user(&name, now_ms()))
+            .await?;
         let target = format!("user:{name}");
         audit::record(&state, &caller, "user.disable", target, Default::default()).await?;
         Ok(user)
