@@ -425,11 +425,12 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, C
 mod erased {
     use super::{ClientError, Serialize};
 
-    pub trait JsonBody {
+    /// `Sync`, so that the client's futures are `Send` (callers spawn them).
+    pub trait JsonBody: Sync {
         fn to_json(&self) -> Result<Vec<u8>, ClientError>;
     }
 
-    impl<T: Serialize> JsonBody for T {
+    impl<T: Serialize + Sync> JsonBody for T {
         fn to_json(&self) -> Result<Vec<u8>, ClientError> {
             serde_json::to_vec(self).map_err(|e| ClientError::Decode(e.to_string()))
         }

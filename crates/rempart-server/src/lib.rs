@@ -138,7 +138,7 @@ pub async fn serve(
     let access_rules = Arc::new(state::access_rules(&config.access)?);
     let notifier = notify::Notifier::start(config.access.webhook.url())
         .context("setting up the access webhook")?;
-    let state = state::AppState {
+    let state = state::AppState::new(state::Shared {
         store: store.clone(),
         config: Arc::new(config),
         ca: Arc::new(credentials.ca),
@@ -151,7 +151,7 @@ pub async fn serve(
         clock: Arc::new(clock::Clock::new(options.danger_test_clock)),
         notifier,
         access_cache: Arc::new(grants::AccessCache::new(store.caches_identities())),
-    };
+    });
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,
         credentials.server_key_pem.expose(),

@@ -52,7 +52,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         .collect();
     index.add(&entries).await.expect("index");
 
-    let state = AppState {
+    let state = AppState::new(rempart_server::state::Shared {
         store: rempart_store::Store::open(&format!("sqlite://{}", dir.path().join("db").display()))
             .await
             .expect("store"),
@@ -73,7 +73,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
             rempart_server::state::access_rules(&rempart_config::Config::defaults(now).access)
                 .expect("rules"),
         ),
-    };
+    });
     // A 30-day period: the two 40-day-old payloads go.
     let cutoff = now - time::Duration::days(30);
     assert_eq!(
