@@ -34,7 +34,14 @@ impl Drop for Killed {
 /// Starts `rempart serve` on a free port; its address.
 fn serve(bin: &str, dir: &std::path::Path) -> (Killed, String) {
     let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -93,7 +100,11 @@ async fn load(
                 let path = &paths[i % paths.len()];
                 i += connections;
                 let began = Instant::now();
-                let response = http.get(format!("{base}{path}")).send().await.expect("send");
+                let response = http
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("send");
                 assert!(response.status().is_success(), "{}", response.status());
                 let body = response.bytes().await.expect("body");
                 assert!(body.starts_with(b"{\"allow\":true"), "{body:?}");
@@ -125,8 +136,15 @@ fn main() {
         .arg(&data)
         .output()
         .expect("init");
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
-    let admin_token = String::from_utf8(init.stdout).expect("utf-8").trim().to_owned();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let admin_token = String::from_utf8(init.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     let (_server, base) = serve(bin, &data);
     let ca_pem = std::fs::read_to_string(data.join("ca.crt")).expect("ca");
     let runtime = tokio::runtime::Builder::new_multi_thread()
