@@ -1,12 +1,16 @@
-//! API request bodies: `CreateUser` and `CreateMachine` from arbitrary bytes,
-//! as the server's JSON extractor reads them.
+//! API request bodies (users, machines, resources, access requests and their
+//! decisions, training) from arbitrary bytes, as the server's JSON extractor
+//! reads them.
 //!
 //! Properties: it never panics; a body that is accepted serializes back to
 //! JSON that is accepted again as the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rempart_api::{CreateMachine, CreateUser};
+use rempart_api::{
+    AdvanceClock, Approval, CreateMachine, CreateRequest, CreateResource, CreateTrainingModule,
+    CreateUser, RecordTraining, Refusal,
+};
 use serde::{Serialize, de::DeserializeOwned};
 
 fn check<T>(data: &[u8])
@@ -28,4 +32,11 @@ where
 fuzz_target!(|data: &[u8]| {
     check::<CreateUser>(data);
     check::<CreateMachine>(data);
+    check::<CreateResource>(data);
+    check::<CreateRequest>(data);
+    check::<Approval>(data);
+    check::<Refusal>(data);
+    check::<CreateTrainingModule>(data);
+    check::<RecordTraining>(data);
+    check::<AdvanceClock>(data);
 });
