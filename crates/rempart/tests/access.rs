@@ -408,6 +408,16 @@ fn simultaneous_approvals_start_one_grant(backend: Backend) {
 /// Bad requests get a clear error and store nothing.
 fn bad_requests_change_nothing(backend: Backend) {
     let deployment = Deployment::init(backend);
+    let config = deployment.data_dir().join("rempart.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "ticket_pattern = \"\"",
+            "ticket_pattern = \"[A-Z]+-[0-9]+\"",
+        ),
+    )
+    .expect("write");
     let server = deployment.serve();
     let admin = deployment.admin_token.as_str();
     let p = people(&server, admin);
@@ -446,6 +456,10 @@ fn bad_requests_change_nothing(backend: Backend) {
     assert_refused(
         &ask("host:db-1", "because", "1h"),
         "at least 20 are required",
+    );
+    assert_refused(
+        &ask("host:db-1", "the payments replica is stuck again", "1h"),
+        "must name a ticket matching [A-Z]+-[0-9]+",
     );
     // Sam (security only) may not request: the rules allow engineers.
     assert_refused(
