@@ -217,8 +217,10 @@ pub fn status(request: &Request, reviews: &[Review], actions: &[Action], now_ms:
                 start_ms,
                 end_ms: effective_end.max(start_ms),
             };
+            // A revocation counts from the moment it is stored, whatever the
+            // clock of the node that checks says (nodes' clocks differ).
             match revoked {
-                Some(at) if at < end_ms && at <= now_ms => ended(State::Revoked, at, Some(grant)),
+                Some(at) if at < end_ms => ended(State::Revoked, at, Some(grant)),
                 _ if now_ms >= end_ms || start_ms >= end_ms => {
                     ended(State::Expired, end_ms, Some(grant))
                 }
@@ -434,6 +436,10 @@ mod tests {
         let s = status(&r, &reviews, &revoked, 2 * H);
         assert_eq!(s.state, State::Revoked);
         assert_eq!(s.grant.map(|g| g.end_ms), Some(2 * H));
+        // Stored, it counts at once, even where the checking node's clock
+        // is behind the revoking node's.
+        let s = status(&r, &reviews, &revoked, 2 * H - 1);
+        assert_eq!(s.state, State::Revoked);
         // A revoke before the approval is not one.
         let early = [action(ActionKind::Revoke, "sam", 1)];
         assert_eq!(status(&r, &reviews, &early, H + 1).state, State::Approved);

@@ -82,24 +82,32 @@ impl WebhookSetting {
 
 impl TryFrom<String> for WebhookSetting {
     type Error = String;
-    fn try_from(url: String) -> Result<Self, String> {
-        if url.is_empty() || (url.starts_with("https://") && url.len() > 8) {
-            return Ok(WebhookSetting(url));
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(WebhookSetting(text));
         }
-        let loopback = [
-            "http://127.",
-            "http://[::1]",
-            "http://localhost:",
-            "http://localhost/",
-        ]
-        .iter()
-        .any(|prefix| url.starts_with(prefix));
-        if loopback {
-            Ok(WebhookSetting(url))
-        } else {
+        let refuse = |why: &str| {
             Err(format!(
-                "{url:?}: a webhook is https://, or http:// to a loopback address (a relay on this host)"
+                "{text:?}: {why}; a webhook is https://, or http:// to a loopback address (a relay on this host)"
             ))
+        };
+        let Ok(url) = url::Url::parse(&text) else {
+            return refuse("not a URL");
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return refuse("no user or password in the URL");
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => return refuse("no host"),
+        };
+        match url.scheme() {
+            "https" => Ok(WebhookSetting(text)),
+            "http" if loopback => Ok(WebhookSetting(text)),
+            "http" => refuse("plain http leaves this host"),
+            _ => refuse("not http(s)"),
         }
     }
 }

@@ -201,6 +201,19 @@ fn access_rules_are_checked_where_they_are_written() {
         "labels = { Data",
         "lowercase",
     );
+    for sneaky in [
+        "http://127.0.0.1@evil.example/",
+        "http://localhost:@evil.example/",
+        "http://127.evil.example/",
+        "ftp://127.0.0.1/",
+        "https://user:secret@hooks.example.com/x",
+    ] {
+        check_error(
+            with_line("webhook", &format!("webhook = \"{sneaky}\"")),
+            "webhook",
+            "a webhook is https://",
+        );
+    }
     let local = with_line("webhook", "webhook = \"http://127.0.0.1:9000/hook\"");
     let parsed = Config::parse(&local, "rempart.toml").unwrap();
     assert_eq!(

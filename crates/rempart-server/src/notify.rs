@@ -66,6 +66,8 @@ async fn deliver(http: &reqwest::Client, url: &str, text: &str) {
                 tracing::warn!(status = %response.status(), attempt, "webhook: refused a notification");
             }
             Err(err) => {
+                // The URL is the webhook's secret: never in the log.
+                let err = err.without_url();
                 tracing::warn!(error = %err, attempt, "webhook: cannot deliver a notification");
             }
         }

@@ -260,27 +260,36 @@ impl Store {
         }
     }
 
-    /// Requests, newest first: all, or one requester's; at most `limit`.
+    /// Requests, newest first: all, or one requester's; at most `limit`,
+    /// older than request `before` when given (to page back).
     pub async fn list_requests(
         &self,
         requester: Option<&str>,
+        before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<RequestRows>, StoreError> {
+        let before = match before {
+            Some(id) => request_id(id)?,
+            None => i64::MAX,
+        };
         let mut conn = self.pool.acquire().await?;
         let rows = match requester {
             Some(requester) => {
                 sqlx::query(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE requester = $1 ORDER BY id DESC LIMIT $2"
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE requester = $1 AND id < $2 \
+                     ORDER BY id DESC LIMIT $3"
                 ))
                 .bind(requester)
+                .bind(before)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
                 .await?
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {REQUEST_COLUMNS} FROM access_requests ORDER BY id DESC LIMIT $1"
+                    "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE id < $1 ORDER BY id DESC LIMIT $2"
                 ))
+                .bind(before)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
                 .await?
@@ -293,7 +302,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Requests made at or after `since_ms`, oldest first, at most `limit`.
+    /// Requests made at or after `since_ms` whose end is not logged yet,
+    /// oldest first, at most `limit`.
     pub async fn requests_created_since(
         &self,
         since_ms: i64,
@@ -301,7 +311,8 @@ impl Store {
     ) -> Result<Vec<RequestRows>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(&format!(
-            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE created_at_ms >= $1 ORDER BY id LIMIT $2"
+            "SELECT {REQUEST_COLUMNS} FROM access_requests WHERE created_at_ms >= $1 \
+             AND id NOT IN (SELECT request_id FROM access_ends) ORDER BY id LIMIT $2"
         ))
         .bind(since_ms)
         .bind(i64::from(limit))
@@ -371,7 +382,7 @@ impl Store {
         &self,
         id: &str,
         decide: impl FnOnce(&RequestRows) -> Result<Transition, E>,
-    ) -> Result<Result<RequestRows, E>, StoreError> {
+    ) -> Result<Result<(RequestRows, Transition), E>, StoreError> {
         let numeric = request_id(id)?;
         let mut conn = self.pool.acquire().await?;
         let begin = match self.backend {
@@ -432,7 +443,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(Ok(rows))
+        Ok(Ok((rows, transition)))
     }
 
     /// Adds a training module; [`StoreError::Conflict`] if it exists.

@@ -1418,7 +1418,9 @@ async fn requests_keep_their_rows_in_order(db: Db) {
         .await
         .expect("runs")
         .expect("allowed");
+    let (after, added) = after;
     assert_eq!(after.reviews.len(), 1);
+    assert_eq!(added, approve("sam", 2_000), "the row added comes back");
     let stored = store.get_request(&id).await.expect("get").expect("exists");
     assert_eq!(stored, after);
     assert_eq!(stored.request.id, id);
@@ -1443,7 +1445,7 @@ async fn requests_keep_their_rows_in_order(db: Db) {
         .await
         .expect("runs")
         .expect("allowed");
-    assert_eq!(revoked.actions.len(), 1);
+    assert_eq!(revoked.0.actions.len(), 1);
     assert!(store.get_request("999").await.expect("get").is_none());
     assert!(
         store
@@ -1463,7 +1465,10 @@ async fn requests_keep_their_rows_in_order(db: Db) {
         .create_request(&access_request("alice", &["host:db-1"], 1))
         .await
         .expect("create");
-    let mine = store.list_requests(Some("alice"), 10).await.expect("list");
+    let mine = store
+        .list_requests(Some("alice"), None, 10)
+        .await
+        .expect("list");
     assert_eq!(
         mine.iter()
             .map(|r| r.request.id.clone())
@@ -1472,11 +1477,16 @@ async fn requests_keep_their_rows_in_order(db: Db) {
     );
     assert!(
         store
-            .list_requests(Some("sam"), 10)
+            .list_requests(Some("sam"), None, 10)
             .await
             .expect("list")
             .is_empty()
     );
+    let older = store
+        .list_requests(Some("alice"), Some(&second), 10)
+        .await
+        .expect("page");
+    assert_eq!(older.len(), 1, "one request older than the second");
     let relevant = store.requests_of("alice", 0).await.expect("of");
     assert_eq!(relevant.len(), 2);
     let long_after = 1_000 + 86_400_000 + 3_600_000 + 1;
@@ -1530,7 +1540,7 @@ async fn concurrent_reviews_cross_the_threshold_once(db: Db) {
                 })
                 .await
                 .expect("runs");
-            after.map(|rows| {
+            after.map(|(rows, _)| {
                 was_pending
                     && status(&rows.request, &rows.reviews, &rows.actions, 3_000).state
                         == State::Approved

@@ -722,7 +722,19 @@ fn training_gates_grants(backend: Backend) {
         &server.cli(&p.sam, &["training", "status", "alice", "--json"]),
     ));
     assert_eq!(status["users"][0]["modules"][0]["state"], "expired");
-    assert_eq!(logged(&server, admin, "training.record", "user:alice"), 2);
+    // A renewal counts at the next check (no answer is kept from before it):
+    // the training gap is gone, and what remains is that there is no grant
+    // (the old one ended long ago).
+    let out = server.cli(&p.sam, &["training", "record", "alice", "security-basics"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let renewed = check(&server, &machine, "alice", "host:web-1");
+    assert_eq!(renewed["reason"], "no approved request", "{renewed}");
+    // Nobody certifies their own training.
+    assert_refused(
+        &server.cli(&p.kim, &["training", "record", "kim", "security-basics"]),
+        "cannot record their own training",
+    );
+    assert_eq!(logged(&server, admin, "training.record", "user:alice"), 3);
 }
 
 /// A small local webhook receiver: records each POSTed body until dropped.

@@ -286,14 +286,28 @@ pub async fn list_requests(
     let only = (query.mine || !sees_all).then_some(name.as_str());
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let now = state.clock.now_ms();
-    let requests = state
-        .store
-        .list_requests(only, limit)
-        .await?
-        .iter()
-        .map(|rows| request_view(rows, now))
-        .filter(|view| wanted.is_none_or(|w| view.state == w.as_str()))
-        .collect();
+    // A state is computed, not stored: page back through the requests
+    // (newest first) until `limit` of them are in that state, 50 pages at most.
+    let mut requests = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..50 {
+        let page = state
+            .store
+            .list_requests(only, before.as_deref(), limit)
+            .await?;
+        let Some(last) = page.last() else { break };
+        before = Some(last.request.id.clone());
+        let full_page = page.len() as u32 == limit;
+        requests.extend(
+            page.iter()
+                .map(|rows| request_view(rows, now))
+                .filter(|view| wanted.is_none_or(|w| view.state == w.as_str())),
+        );
+        if requests.len() as u32 >= limit || !full_page {
+            break;
+        }
+    }
+    requests.truncate(limit as usize);
     Ok(Json(RequestList { requests }))
 }
 
@@ -319,6 +333,13 @@ pub async fn show_request(
     Ok(Json(request_view(&rows, state.clock.now_ms())))
 }
 
+/// The time of the latest review or action already on the request.
+fn latest_row(rows: &RequestRows) -> Option<i64> {
+    let reviews = rows.reviews.iter().map(|r| r.at_ms);
+    let actions = rows.actions.iter().map(|a| a.at_ms);
+    reviews.chain(actions).max()
+}
+
 /// Why a transition is refused: (status, message).
 type Refused = (StatusCode, String);
 
@@ -334,13 +355,17 @@ async fn transition(
     decide: impl FnOnce(&RequestRows, &Status, i64) -> Result<Transition, Refused> + Send + 'static,
 ) -> Result<RequestView, ApiError> {
     detached(async move {
-        let now = state.clock.now_ms();
+        let clock = state.clock.now_ms();
         let mut before: Option<Status> = None;
+        let mut at = clock;
         let outcome = state
             .access_cache
             .after(state.store.transition(&id, |rows| {
-                let current = status(&rows.request, &rows.reviews, &rows.actions, now);
-                let decided = decide(rows, &current, now);
+                // Never before a row already there: nodes' clocks differ, and
+                // the rows' order in time must be their order of commit.
+                at = latest_row(rows).map_or(clock, |latest| clock.max(latest));
+                let current = status(&rows.request, &rows.reviews, &rows.actions, at);
+                let decided = decide(rows, &current, at);
                 before = Some(current);
                 decided
             }))
@@ -349,7 +374,7 @@ async fn transition(
                 StoreError::NotFound { .. } => ApiError::not_found(format!("no request {id}")),
                 other => other.into(),
             })?;
-        let rows = outcome.map_err(|(status, message)| {
+        let (rows, added) = outcome.map_err(|(status, message)| {
             ApiError::new(
                 status,
                 if status == StatusCode::FORBIDDEN {
@@ -360,6 +385,9 @@ async fn transition(
                 message,
             )
         })?;
+        let now = at;
+        // The request's own id, whatever spelling the path used (`007`).
+        let id = rows.request.id.clone();
         let after = status(&rows.request, &rows.reviews, &rows.actions, now);
         let target = format!("request:{id}");
         let resources: Vec<String> = rows
@@ -368,51 +396,47 @@ async fn transition(
             .iter()
             .map(ToString::to_string)
             .collect();
-        if let Some(review) = rows
-            .reviews
-            .last()
-            .filter(|r| r.at_ms == now && r.reviewer == caller.actor())
-        {
-            let kind = match review.decision {
-                Decision::Approve => "access.review.approve",
-                Decision::Deny => "access.review.deny",
-            };
-            let details =
-                object(json!({"comment": review.comment, "requester": rows.request.requester}));
-            audit::record(&state, &caller, kind, target.clone(), details).await?;
-            state.notifier.send(match review.decision {
-                Decision::Approve => format!(
-                    "Access request {id} of {}: approved by {} ({} of {})",
-                    rows.request.requester,
-                    review.reviewer,
-                    after.approvals,
-                    rows.request.approvals_needed
-                ),
-                Decision::Deny => format!(
-                    "Access request {id} of {}: denied by {}: {}",
-                    rows.request.requester, review.reviewer, review.comment
-                ),
-            });
-        }
-        if let Some(action) = rows
-            .actions
-            .last()
-            .filter(|a| a.at_ms == now && a.actor == caller.actor())
-        {
-            let kind = match action.kind {
-                ActionKind::Cancel => "access.request.cancel",
-                ActionKind::Revoke => "access.grant.revoke",
-            };
-            let details =
-                object(json!({"reason": action.reason, "requester": rows.request.requester}));
-            audit::record(&state, &caller, kind, target.clone(), details).await?;
-            state.notifier.send(match action.kind {
-                ActionKind::Cancel => format!("Access request {id}: cancelled by {}", action.actor),
-                ActionKind::Revoke => format!(
-                    "Access request {id}: the grant of {} was revoked by {}: {}",
-                    rows.request.requester, action.actor, action.reason
-                ),
-            });
+        match &added {
+            Transition::Review(review) => {
+                let kind = match review.decision {
+                    Decision::Approve => "access.review.approve",
+                    Decision::Deny => "access.review.deny",
+                };
+                let details =
+                    object(json!({"comment": review.comment, "requester": rows.request.requester}));
+                audit::record(&state, &caller, kind, target.clone(), details).await?;
+                state.notifier.send(match review.decision {
+                    Decision::Approve => format!(
+                        "Access request {id} of {}: approved by {} ({} of {})",
+                        rows.request.requester,
+                        review.reviewer,
+                        after.approvals,
+                        rows.request.approvals_needed
+                    ),
+                    Decision::Deny => format!(
+                        "Access request {id} of {}: denied by {}: {}",
+                        rows.request.requester, review.reviewer, review.comment
+                    ),
+                });
+            }
+            Transition::Action(action) => {
+                let kind = match action.kind {
+                    ActionKind::Cancel => "access.request.cancel",
+                    ActionKind::Revoke => "access.grant.revoke",
+                };
+                let details =
+                    object(json!({"reason": action.reason, "requester": rows.request.requester}));
+                audit::record(&state, &caller, kind, target.clone(), details).await?;
+                state.notifier.send(match action.kind {
+                    ActionKind::Cancel => {
+                        format!("Access request {id}: cancelled by {}", action.actor)
+                    }
+                    ActionKind::Revoke => format!(
+                        "Access request {id}: the grant of {} was revoked by {}: {}",
+                        rows.request.requester, action.actor, action.reason
+                    ),
+                });
+            }
         }
         let was_pending = before.is_some_and(|b| b.state == RequestState::Pending);
         if was_pending
@@ -475,6 +499,16 @@ fn decide_review(
                 format!(
                     "request {id} is {}: it can no longer be reviewed",
                     current.state.as_str()
+                ),
+            ));
+        }
+        if let Some(start) = rows.request.start_ms
+            && start.saturating_add(rows.request.duration_ms) <= now
+        {
+            return Err(refused(
+                StatusCode::CONFLICT,
+                format!(
+                    "request {id} asked for access that has already ended: it can no longer be reviewed"
                 ),
             ));
         }

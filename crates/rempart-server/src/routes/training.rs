@@ -106,8 +106,16 @@ pub async fn record(
         )));
     }
     let now = state.clock.now_ms();
+    let me = caller.actor();
     let mut records = Vec::with_capacity(body.completions.len());
     for (i, completion) in body.completions.into_iter().enumerate() {
+        // The gate is someone else's word: nobody certifies their own training.
+        if completion.user == me {
+            return Err(ApiError::forbidden(format!(
+                "completion {}: {me} cannot record their own training",
+                i + 1
+            )));
+        }
         let completed_at_ms = completion
             .completed_at
             .map_or(now, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
@@ -128,9 +136,11 @@ pub async fn record(
         });
     }
     let recorded = detached(async move {
+        // A renewal may turn a "training missing" into an allow: checks
+        // must not answer from before it.
         state
-            .store
-            .record_training(&records)
+            .access_cache
+            .after(state.store.record_training(&records))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound { what } => ApiError::not_found(format!("no {what}")),
