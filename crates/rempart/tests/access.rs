@@ -488,7 +488,20 @@ fn bad_requests_change_nothing(backend: Backend) {
     );
     assert_refused(&approve(&server, &p.sam, "12345"), "no request 12345");
     let listed = json(&stdout(&server.cli(&p.sam, &["access", "list", "--json"])));
-    assert!(listed["requests"].as_array().expect("list").is_empty());
+    assert!(
+        listed["requests"].as_array().expect("list").is_empty(),
+        "nothing was stored"
+    );
+    // A person has at most 20 requests waiting.
+    for _ in 0..20 {
+        request(&server, &p.alice, &["host:db-1"], "1h");
+    }
+    assert_refused(
+        &ask("host:db-1", reason, "1h"),
+        "already has 20 requests waiting",
+    );
+    let waiting = json(&stdout(&server.cli(&p.sam, &["access", "list", "--json"])));
+    assert_eq!(waiting["requests"].as_array().expect("list").len(), 20);
 }
 
 /// Moves the server's access clock forward (`--danger-test-clock`).

@@ -27,6 +27,9 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
 
+/// Requests one person may have waiting for review at once.
+const MAX_PENDING_PER_USER: usize = 20;
+
 fn resource_view(resource: Resource) -> ResourceView {
     ResourceView {
         resource: resource.resource.to_string(),
@@ -175,6 +178,22 @@ pub async fn create_request(
             other => ApiError::bad_request(other.to_string()),
         })?;
     let now = state.clock.now_ms();
+    // Reviewers' attention (and the webhook) is bounded: a person has a few
+    // requests waiting at most.
+    let waiting = state
+        .store
+        .requests_of(&requester, now)
+        .await?
+        .iter()
+        .filter(|rows| {
+            status(&rows.request, &rows.reviews, &rows.actions, now).state == RequestState::Pending
+        })
+        .count();
+    if waiting >= MAX_PENDING_PER_USER {
+        return Err(ApiError::conflict(format!(
+            "{requester} already has {waiting} requests waiting for review (at most {MAX_PENDING_PER_USER}): cancel some first"
+        )));
+    }
     // No grant without current training: refused now rather than approved
     // for nothing (the grant check asks again).
     if let Some(gap) = super::training::gap(&state, &requester, now).await? {
