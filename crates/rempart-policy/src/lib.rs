@@ -1,0 +1,36 @@
+//! Firewall policy as code (issue 5, being built): the policy language and
+//! its resolution into hosts, groups, networks, services and rules, with
+//! every error naming its file, line and what is wrong.
+//!
+//! [`load`] reads one TOML file or every `*.toml` of a folder (in name
+//! order) as one policy; [`Policy`] is the resolved model the compiler and
+//! the analyses work on.
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod raw;
+mod resolve;
+mod service;
+mod source;
+
+pub use error::PolicyError;
+pub use model::{Endpoint, Host, Invariant, InvariantKind, Policy, Rule};
+pub use service::{PortRange, Protocol, ServiceItem};
+
+use std::path::Path;
+
+/// Reads and resolves the policy at `path` (a file, or a folder of `*.toml`).
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    let sources = source::read(path)?;
+    resolve::resolve(&sources)
+}
+
+/// Resolves a policy from texts (file name, content), as [`load`] does.
+pub fn parse(files: &[(&str, &str)]) -> Result<Policy, PolicyError> {
+    let sources: Vec<source::Source> = files
+        .iter()
+        .map(|(name, text)| source::Source::new(name, text))
+        .collect();
+    resolve::resolve(&sources)
+}

@@ -1,0 +1,188 @@
+//! The policy language: the example data centre resolves as written, and
+//! each kind of bad input is refused with its file, line and reason.
+
+use std::path::Path;
+
+use rempart_policy::{Endpoint, InvariantKind, PolicyError, parse};
+
+const EXAMPLE: &str = include_str!("../../../examples/datacenter/policy.toml");
+
+fn example_dir() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/datacenter"
+    ))
+}
+
+#[test]
+fn the_example_data_centre_resolves() {
+    let policy = rempart_policy::load(example_dir()).expect("the example loads");
+    assert_eq!(policy.hosts.len(), 6);
+    let names = |group: &str| -> Vec<String> {
+        policy.groups[group]
+            .iter()
+            .map(|&h| policy.hosts[h].name.clone())
+            .collect()
+    };
+    assert_eq!(names("api"), vec!["api-1", "api-2"], "by label");
+    assert_eq!(
+        names("servers"),
+        vec!["edge", "api-1", "api-2", "db"],
+        "nested"
+    );
+    assert_eq!(policy.rules.len(), 6);
+    assert_eq!(policy.rules[0].from.name(), "internet");
+    assert!(matches!(&policy.rules[0].from, Endpoint::Networks { nets, .. } if nets.len() == 2));
+    assert_eq!(policy.rules[0].items[0].to_string(), "tcp/443");
+    assert_eq!(policy.rules[4].ticket, "SEC-12");
+    assert_eq!(policy.invariants.len(), 3);
+    assert_eq!(policy.invariants[2].kind, InvariantKind::Never);
+    assert!(policy.rules.iter().all(|r| r.file.ends_with("policy.toml")));
+    assert_eq!(
+        policy.rules[0].line,
+        line_of(EXAMPLE, "from = \"internet\"")
+    );
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .expect("needle present")
+}
+
+/// The example with `old` replaced by `new`: the error names the line of
+/// `new` and contains `message`.
+fn refused(old: &str, new: &str, message: &str) -> PolicyError {
+    refused_at(old, new, new.lines().last().unwrap_or(new).trim(), message)
+}
+
+/// As [`refused`], the error on the line holding `needle`.
+fn refused_at(old: &str, new: &str, needle: &str, message: &str) -> PolicyError {
+    assert!(EXAMPLE.contains(old), "{old:?} not in the example");
+    let text = EXAMPLE.replacen(old, new, 1);
+    let err = parse(&[("dc.toml", &text)]).expect_err(message);
+    assert_eq!(err.file, "dc.toml");
+    assert_eq!(err.line, line_of(&text, needle), "{err}");
+    assert!(err.message.contains(message), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("dc.toml:{}:", err.line)),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn bad_input_names_file_line_and_problem() {
+    refused("\"10.10.0.0/16\"", "\"10.10.0.0/33\"", "not a CIDR");
+    refused(
+        "\"10.10.0.0/16\"",
+        "\"10.10.0.1/16\"",
+        "host bits set: did you mean 10.10.0.0/16?",
+    );
+    refused(
+        "networks = [\"10.20.0.0/16\", \"fd20::/48\"]",
+        "networks = [\"10.10.128.0/17\", \"fd20::/48\"]",
+        "overlaps a network of zone dc",
+    );
+    refused("\"tcp/443\"", "\"tcp/0\"", "a port is 1 to 65535");
+    refused("\"tcp/443\"", "\"tcp/65536\"", "a port is 1 to 65535");
+    refused(
+        "to = \"group:api\"",
+        "to = \"group:apis\"",
+        "unknown group \"apis\"",
+    );
+    refused(
+        "service = \"postgres\"",
+        "service = \"postgresql\"",
+        "unknown service \"postgresql\"",
+    );
+    // The cycle closes at the member of `servers` that leads back.
+    refused_at(
+        "members = [\"group:edge\", \"group:api\", \"group:db\"]",
+        "members = [\"group:edge\", \"group:api\", \"group:db\", \"group:everything\"]\n\n[[group]]\nname = \"everything\"\nmembers = [\"group:servers\"]",
+        "\"group:everything\"]",
+        "groups nest in a cycle: everything → servers → everything",
+    );
+    refused(
+        "addresses = [\"10.10.9.9\", \"fd10::9:9\"]",
+        "addresses = [\"10.10.9.9\", \"fd20::9:9\"]",
+        "host bastion is in two zones: dc (its zone) and office",
+    );
+    refused(
+        "comment = \"the only thing",
+        "commment = \"the only thing",
+        "unknown field `commment`",
+    );
+    let twice = EXAMPLE.replacen("name = \"api-2\"", "name = \"api-1\"", 1);
+    let err = parse(&[("dc.toml", &twice)]).expect_err("a name twice");
+    let second = twice
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("name = \"api-1\""))
+        .nth(1)
+        .map(|(i, _)| i + 1);
+    assert_eq!(Some(err.line), second, "{err}");
+    let first = line_of(&twice, "name = \"api-1\"");
+    assert_eq!(
+        err.message,
+        format!("host api-1 is already defined at dc.toml:{first}")
+    );
+    refused_at(
+        "to = \"group:edge\"\nservice = \"https\"\ncomment",
+        "to = \"group:edge\"\nservice = \"https\"\nexpires = \"soon\"\ncomment",
+        "expires = \"soon\"",
+        "expected a TOML datetime",
+    );
+    refused(
+        "kind = \"never\"",
+        "kind = \"sometimes\"",
+        "only-from, never or only-to",
+    );
+    refused(
+        "from = \"host:office-pc\"",
+        "from = \"office-pc\"",
+        "write host:NAME",
+    );
+}
+
+#[test]
+fn a_folder_is_one_policy_and_errors_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (zones_hosts, rest) = EXAMPLE
+        .split_once("[[group]]")
+        .expect("the example has groups");
+    std::fs::write(dir.path().join("10-hosts.toml"), zones_hosts).expect("write");
+    std::fs::write(dir.path().join("20-rules.toml"), format!("[[group]]{rest}")).expect("write");
+    let policy = rempart_policy::load(dir.path()).expect("loads as one");
+    assert_eq!(policy.rules.len(), 6);
+    assert!(policy.rules[0].file.ends_with("20-rules.toml"));
+    std::fs::write(
+        dir.path().join("30-more.toml"),
+        "[[rule]]\nfrom = \"group:api\"\nto = \"host:nowhere\"\nservice = \"ssh\"\n",
+    )
+    .expect("write");
+    let err = rempart_policy::load(dir.path()).expect_err("unknown host");
+    assert!(err.file.ends_with("30-more.toml"), "{err}");
+    assert_eq!(err.line, 3);
+    assert!(err.message.contains("unknown host \"nowhere\""), "{err}");
+}
+
+#[test]
+fn expired_rules_are_known() {
+    let text = EXAMPLE.replacen(
+        "ticket = \"SEC-12\"",
+        "ticket = \"SEC-12\"\nexpires = 2026-06-30",
+        1,
+    );
+    let policy = parse(&[("dc.toml", &text)]).expect("parses");
+    let day = |s: &str| {
+        time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+            .expect("day")
+    };
+    assert!(policy.expired_rules(day("2026-06-29")).is_empty());
+    let expired = policy.expired_rules(day("2026-11-26"));
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].ticket, "SEC-12");
+}
