@@ -38,6 +38,37 @@ impl Resolver<'_> {
     fn line(&self, file: usize, span: Range<usize>) -> usize {
         self.sources[file].error(span, "").line
     }
+
+    /// Checks a new `kind` named `name` in file `f`: a valid name, not
+    /// defined before (in `seen`). Where it is defined.
+    fn define(
+        &self,
+        kind: &str,
+        f: usize,
+        name: &Spanned<String>,
+        seen: &BTreeMap<String, Origin>,
+    ) -> Result<Origin, PolicyError> {
+        let here = Origin {
+            file: f,
+            span: name.span(),
+        };
+        let text = name.get_ref();
+        if !valid_name(text) {
+            return Err(self.error(
+                f,
+                here.span,
+                format!("{kind} name {text:?}: lowercase letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if let Some(first) = seen.get(text) {
+            return Err(self.error(
+                f,
+                here.span,
+                format!("{kind} {text} is already defined at {}", self.place(first)),
+            ));
+        }
+        Ok(here)
+    }
 }
 
 /// A name people write: lowercase letters, digits, `-`, `_`, `.`.
@@ -85,24 +116,7 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     for (f, file) in files.iter().enumerate() {
         for zone in &file.zone {
             let name = zone.name.get_ref();
-            let here = Origin {
-                file: f,
-                span: zone.name.span(),
-            };
-            if !valid_name(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("zone name {name:?}: lowercase letters, digits, '-', '_' or '.'"),
-                ));
-            }
-            if let Some(first) = zone_origin.get(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("zone {name} is already defined at {}", r.place(first)),
-                ));
-            }
+            let here = r.define("zone", f, &zone.name, &zone_origin)?;
             let mut nets = Vec::new();
             for cidr in &zone.networks {
                 let net = parse_cidr(cidr.get_ref()).map_err(|e| r.error(f, cidr.span(), e))?;
@@ -138,24 +152,7 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     for (f, file) in files.iter().enumerate() {
         for host in &file.host {
             let name = host.name.get_ref();
-            let here = Origin {
-                file: f,
-                span: host.name.span(),
-            };
-            if !valid_name(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("host name {name:?}: lowercase letters, digits, '-', '_' or '.'"),
-                ));
-            }
-            if let Some(first) = names.get(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("host {name} is already defined at {}", r.place(first)),
-                ));
-            }
+            let here = r.define("host", f, &host.name, &names)?;
             let zone = host.zone.get_ref();
             if !policy.zones.contains_key(zone) {
                 return Err(r.error(f, host.zone.span(), format!("unknown zone {zone:?}")));
@@ -222,24 +219,7 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     for (f, file) in files.iter().enumerate() {
         for group in &file.group {
             let name = group.name.get_ref();
-            let here = Origin {
-                file: f,
-                span: group.name.span(),
-            };
-            if !valid_name(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("group name {name:?}: lowercase letters, digits, '-', '_' or '.'"),
-                ));
-            }
-            if let Some(first) = names.get(name) {
-                return Err(r.error(
-                    f,
-                    here.span,
-                    format!("group {name} is already defined at {}", r.place(first)),
-                ));
-            }
+            let here = r.define("group", f, &group.name, &names)?;
             names.insert(name.clone(), here);
             raw_groups.insert(name.clone(), (f, group));
         }
@@ -263,16 +243,9 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     for (f, file) in files.iter().enumerate() {
         for network in &file.network {
             let name = network.name.get_ref();
-            let span = network.name.span();
-            if !valid_name(name) || name == "internet" {
-                return Err(r.error(f, span, format!("network name {name:?}: lowercase letters, digits, '-', '_' or '.', and not internet (built in)")));
-            }
-            if let Some(first) = network_origin.get(name) {
-                return Err(r.error(
-                    f,
-                    span,
-                    format!("network {name} is already defined at {}", r.place(first)),
-                ));
+            let span = r.define("network", f, &network.name, &network_origin)?.span;
+            if name == "internet" {
+                return Err(r.error(f, span, "internet is built in: name the network otherwise"));
             }
             let mut nets: Vec<IpNet> = Vec::new();
             for cidr in &network.cidrs {
@@ -299,21 +272,7 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     for (f, file) in files.iter().enumerate() {
         for service in &file.service {
             let name = service.name.get_ref();
-            let span = service.name.span();
-            if !valid_name(name) {
-                return Err(r.error(
-                    f,
-                    span,
-                    format!("service name {name:?}: lowercase letters, digits, '-', '_' or '.'"),
-                ));
-            }
-            if let Some(first) = service_origin.get(name) {
-                return Err(r.error(
-                    f,
-                    span,
-                    format!("service {name} is already defined at {}", r.place(first)),
-                ));
-            }
+            let span = r.define("service", f, &service.name, &service_origin)?.span;
             let mut items: Vec<ServiceItem> = Vec::new();
             for port in &service.ports {
                 items.push(parse_item(port.get_ref()).map_err(|e| r.error(f, port.span(), e))?);
