@@ -7,6 +7,7 @@
 //! the analyses work on.
 #![forbid(unsafe_code)]
 
+pub mod compile;
 mod error;
 mod model;
 mod raw;
@@ -14,6 +15,7 @@ mod resolve;
 mod service;
 mod source;
 
+pub use compile::{CompileError, Compiled, compile};
 pub use error::PolicyError;
 pub use model::{Endpoint, Host, Invariant, InvariantKind, Policy, Rule};
 pub use service::{PortRange, Protocol, ServiceItem};

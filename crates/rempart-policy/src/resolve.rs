@@ -98,6 +98,20 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// `whole` without `holes`, as the fewest CIDRs (halving where a hole cuts).
+pub(crate) fn subtract(whole: IpNet, holes: &[IpNet]) -> Vec<IpNet> {
+    if holes.iter().any(|h| h.contains(&whole)) {
+        return Vec::new();
+    }
+    if !holes.iter().any(|h| overlaps(h, &whole)) {
+        return vec![whole];
+    }
+    match whole.subnets(whole.prefix_len() + 1) {
+        Ok(halves) => halves.flat_map(|half| subtract(half, holes)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
     let r = Resolver { sources };
     let mut files = Vec::with_capacity(sources.len());
@@ -229,15 +243,21 @@ pub fn resolve(sources: &[Source]) -> Result<Policy, PolicyError> {
         expand_group(&r, name, &raw_groups, &mut policy, &mut expanding)?;
     }
 
-    // Networks (`internet` is built in).
+    // Networks. `internet` is built in: every address outside the zones, so
+    // that a rule about the internet never applies to the policy's own hosts.
+    let zones: Vec<IpNet> = policy.zones.values().flatten().copied().collect();
+    let everything: [IpNet; 2] = [
+        "0.0.0.0/0"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a CIDR")),
+        "::/0".parse().unwrap_or_else(|_| unreachable!("a CIDR")),
+    ];
     policy.networks.insert(
         "internet".to_owned(),
-        vec![
-            "0.0.0.0/0"
-                .parse()
-                .unwrap_or_else(|_| unreachable!("a CIDR")),
-            "::/0".parse().unwrap_or_else(|_| unreachable!("a CIDR")),
-        ],
+        everything
+            .iter()
+            .flat_map(|whole| subtract(*whole, &zones))
+            .collect(),
     );
     let mut network_origin: BTreeMap<String, Origin> = BTreeMap::new();
     for (f, file) in files.iter().enumerate() {

@@ -32,7 +32,16 @@ fn the_example_data_centre_resolves() {
     );
     assert_eq!(policy.rules.len(), 6);
     assert_eq!(policy.rules[0].from.name(), "internet");
-    assert!(matches!(&policy.rules[0].from, Endpoint::Networks { nets, .. } if nets.len() == 2));
+    // The internet is every address outside the zones.
+    let Endpoint::Networks { nets, .. } = &policy.rules[0].from else {
+        panic!("internet is a network");
+    };
+    let inside: std::net::IpAddr = "10.10.1.11".parse().expect("ip");
+    let outside: std::net::IpAddr = "10.11.0.1".parse().expect("ip");
+    let public: std::net::IpAddr = "2001:db8::1".parse().expect("ip");
+    assert!(!nets.iter().any(|n| n.contains(&inside)));
+    assert!(nets.iter().any(|n| n.contains(&outside)));
+    assert!(nets.iter().any(|n| n.contains(&public)));
     assert_eq!(policy.rules[0].items[0].to_string(), "tcp/443");
     assert_eq!(policy.rules[4].ticket, "SEC-12");
     assert_eq!(policy.invariants.len(), 3);
@@ -185,4 +194,61 @@ fn expired_rules_are_known() {
     let expired = policy.expired_rules(day("2026-11-26"));
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].ticket, "SEC-12");
+}
+
+/// Compiled rulesets are compared byte for byte with the files in
+/// `tests/snapshots/` (run with UPDATE_SNAPSHOTS=1 to rewrite them after a
+/// deliberate change, then review the diff).
+#[test]
+fn compiled_rulesets_match_their_snapshots() {
+    let policy = rempart_policy::load(example_dir()).expect("the example loads");
+    let today = time::macros::date!(2026 - 11 - 26);
+    for host in ["edge", "api-1", "db", "bastion", "office-pc"] {
+        let compiled = rempart_policy::compile(&policy, host, today).expect("compiles");
+        let again = rempart_policy::compile(&policy, host, today).expect("compiles");
+        assert_eq!(compiled, again, "deterministic");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(format!("{host}.nft"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, &compiled.script).expect("write the snapshot");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).expect("a snapshot (UPDATE_SNAPSHOTS=1)");
+        assert_eq!(
+            compiled.script, expected,
+            "{host}: the compiled ruleset changed"
+        );
+    }
+    assert!(matches!(
+        rempart_policy::compile(&policy, "nowhere", today),
+        Err(rempart_policy::CompileError::UnknownHost(_))
+    ));
+}
+
+#[test]
+fn expired_rules_are_not_emitted_and_are_reported() {
+    let text = EXAMPLE.replacen(
+        "ticket = \"SEC-12\"",
+        "ticket = \"SEC-12\"\nexpires = 2026-06-30",
+        1,
+    );
+    let policy = parse(&[("dc.toml", &text)]).expect("parses");
+    let before = rempart_policy::compile(&policy, "office-pc", time::macros::date!(2026 - 06 - 29))
+        .expect("compiles");
+    assert!(
+        before.script.contains("tcp dport 22 accept"),
+        "{}",
+        before.script
+    );
+    assert!(before.expired.is_empty());
+    let after = rempart_policy::compile(&policy, "office-pc", time::macros::date!(2026 - 07 - 01))
+        .expect("compiles");
+    assert!(
+        !after.script.contains("tcp dport 22 accept"),
+        "{}",
+        after.script
+    );
+    assert_eq!(after.expired.len(), 1);
+    assert_eq!(after.expired[0].0, "dc.toml");
 }
