@@ -7,6 +7,7 @@
 //! the analyses work on.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod compile;
 mod error;
 mod model;
@@ -15,6 +16,7 @@ mod resolve;
 mod service;
 mod source;
 
+pub use check::{Flow, Violation, check};
 pub use compile::{CompileError, Compiled, compile};
 pub use error::PolicyError;
 pub use model::{Endpoint, Host, Invariant, InvariantKind, Policy, Rule};

@@ -252,3 +252,51 @@ fn expired_rules_are_not_emitted_and_are_reported() {
     assert_eq!(after.expired.len(), 1);
     assert_eq!(after.expired[0].0, "dc.toml");
 }
+
+/// The example keeps its invariants; each kind of breach is found, with the
+/// rule that causes it and a flow it lets through.
+#[test]
+fn invariants_are_checked_with_an_example_flow() {
+    let today = time::macros::date!(2026 - 11 - 26);
+    let policy = rempart_policy::load(example_dir()).expect("loads");
+    assert_eq!(rempart_policy::check(&policy, today), vec![]);
+
+    let broken = |extra: &str| {
+        let text = format!("{EXAMPLE}\n{extra}");
+        let policy = parse(&[("dc.toml", &text)]).expect("parses");
+        let violations = rempart_policy::check(&policy, today);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        (violations[0].clone(), text)
+    };
+    let (v, text) =
+        broken("[[rule]]\nfrom = \"host:office-pc\"\nto = \"group:api\"\nservice = \"ssh\"\n");
+    assert_eq!(v.invariant, "ssh on servers only from the bastions");
+    assert_eq!(v.example.to_string(), "10.20.0.50 → 10.10.1.11 tcp/22");
+    assert_eq!(v.rule_line, text.lines().count() - 2);
+    assert!(
+        v.to_string().contains("is broken by the rule at dc.toml:"),
+        "{v}"
+    );
+
+    let (v, _) = broken("[[rule]]\nfrom = \"group:db\"\nto = \"internet\"\nservice = \"https\"\n");
+    assert_eq!(v.invariant, "the database never talks to the internet");
+    assert_eq!(v.example.from.to_string(), "10.10.2.20");
+
+    let (v, _) = broken("[[rule]]\nfrom = \"internet\"\nto = \"group:api\"\nservice = \"api\"\n");
+    assert_eq!(
+        v.invariant,
+        "nothing from the internet but https to the edge"
+    );
+    assert_eq!(v.example.to.to_string(), "10.10.1.11");
+
+    // The right place but another port: still a breach of only-to.
+    let (v, _) = broken("[[rule]]\nfrom = \"internet\"\nto = \"group:edge\"\nservice = \"api\"\n");
+    assert_eq!(v.example.service.to_string(), "tcp/8080");
+
+    // An expired rule breaks nothing.
+    let text = format!(
+        "{EXAMPLE}\n[[rule]]\nfrom = \"host:office-pc\"\nto = \"group:api\"\nservice = \"ssh\"\nexpires = 2026-01-01\n"
+    );
+    let policy = parse(&[("dc.toml", &text)]).expect("parses");
+    assert!(rempart_policy::check(&policy, today).is_empty());
+}

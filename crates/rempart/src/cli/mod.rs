@@ -7,6 +7,7 @@ mod log;
 pub mod logging;
 mod machines;
 mod output;
+mod policy;
 mod server;
 mod training;
 mod users;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Security training: modules, completions, status.
     #[command(subcommand)]
     Training(training::TrainingCommand),
+    /// Firewall policy as code: check, compile.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Show who the server sees you as.
     Whoami {
         #[arg(long)]
@@ -128,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(command) => access::run_access(&cli.client, command).await,
         Command::Grant(command) => access::run_grant(&cli.client, command).await,
         Command::Training(command) => training::run(&cli.client, command).await,
+        Command::Policy(command) => policy::run(command),
         Command::Whoami { json } => {
             let whoami = connect::client(&cli.client)?.whoami().await?;
             if json {
