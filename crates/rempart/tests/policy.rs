@@ -82,3 +82,93 @@ fn broken_policies_are_refused_with_their_place() {
         stdout(&out)
     );
 }
+
+/// A network namespace made for one test, removed when dropped (also when
+/// the test fails).
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("rempart-t-{}", common::random_hex(4));
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip runs");
+        assert!(out.status.success(), "ip netns add: {}", stderr(&out));
+        Netns(name)
+    }
+
+    /// `nft ARGS` inside the namespace, with `input` on standard input.
+    fn nft(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("nft runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("nft ends")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Every host's compiled script is accepted by the real `nft`, replaces the
+/// previous `table inet rempart` in one go, and leaves other tables alone.
+#[test]
+fn compiled_rulesets_apply_with_the_real_nft() {
+    let ns = Netns::new();
+    let other = ns.nft(
+        &["-f", "-"],
+        "table inet other {\n\tchain c {\n\t\ttype filter hook input priority 10; policy accept;\n\t}\n}\n",
+    );
+    assert!(other.status.success(), "{}", stderr(&other));
+    let dir = example();
+    for host in ["edge", "api-1", "api-2", "db", "bastion", "office-pc"] {
+        let out = rempart(&[
+            "policy",
+            "compile",
+            dir.to_str().expect("utf-8"),
+            "--host",
+            host,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let applied = ns.nft(&["-f", "-"], &stdout(&out));
+        assert!(applied.status.success(), "{host}: {}", stderr(&applied));
+        let listed = ns.nft(&["-j", "list", "table", "inet", "rempart"], "");
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let json: serde_json::Value =
+            serde_json::from_slice(&listed.stdout).expect("nft -j is JSON");
+        let comments: Vec<String> = json["nftables"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .filter_map(|o| o["rule"]["comment"].as_str().map(str::to_owned))
+            .collect();
+        // The rules of this host only: the previous host's are gone.
+        assert!(!comments.is_empty(), "{host}: no rules");
+        let script = stdout(&out);
+        for comment in &comments {
+            assert!(
+                script.contains(comment.as_str()),
+                "{host}: {comment} is not its own"
+            );
+        }
+    }
+    let tables = ns.nft(&["list", "tables"], "");
+    let tables = stdout(&tables);
+    assert!(tables.contains("table inet other"), "{tables}");
+    assert!(tables.contains("table inet rempart"), "{tables}");
+}
