@@ -15,6 +15,7 @@ mod raw;
 mod resolve;
 mod service;
 mod source;
+pub mod validate;
 
 pub use check::{Flow, Violation, check};
 pub use compile::{CompileError, Compiled, compile};

@@ -172,3 +172,96 @@ fn compiled_rulesets_apply_with_the_real_nft() {
     assert!(tables.contains("table inet other"), "{tables}");
     assert!(tables.contains("table inet rempart"), "{tables}");
 }
+
+/// The live ruleset read back from the real `nft` proves equal to the policy
+/// for every host; a rule added or removed behind Rempart's back is found,
+/// with a packet on which they differ; an accept-all cannot be proven.
+#[test]
+fn live_rulesets_are_proven_equal_to_the_policy() {
+    use rempart_policy::validate::{compare, desired, read_ruleset};
+    let ns = Netns::new();
+    let dir = example();
+    let policy = rempart_policy::load(&dir).expect("loads");
+    let today = time::OffsetDateTime::now_utc().date();
+    let live = |ns: &Netns| {
+        let listed = ns.nft(&["-j", "list", "table", "inet", "rempart"], "");
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        String::from_utf8(listed.stdout).expect("utf-8")
+    };
+    for host in ["edge", "api-1", "api-2", "db", "bastion", "office-pc"] {
+        let out = rempart(&[
+            "policy",
+            "compile",
+            dir.to_str().expect("utf-8"),
+            "--host",
+            host,
+        ]);
+        assert!(ns.nft(&["-f", "-"], &stdout(&out)).status.success());
+        let read = read_ruleset(&live(&ns)).expect("readable");
+        let wanted = desired(&policy, host, today).expect("a host");
+        assert_eq!(compare(&read, &wanted), Ok(()), "{host}");
+    }
+    // office-pc is loaded last. Behind Rempart's back: telnet from anywhere.
+    let added = ns.nft(
+        &[
+            "add", "rule", "inet", "rempart", "input", "tcp", "dport", "23", "accept",
+        ],
+        "",
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let wanted = desired(&policy, "office-pc", today).expect("a host");
+    let difference = compare(&read_ruleset(&live(&ns)).expect("readable"), &wanted)
+        .expect_err("an extra accept");
+    assert_eq!(
+        (
+            difference.chain,
+            difference.port,
+            difference.accepted_by_ruleset
+        ),
+        ("input", 23, true)
+    );
+    assert!(
+        difference
+            .to_string()
+            .contains("accepted by the ruleset but not allowed by the policy"),
+        "{difference}"
+    );
+    // Back to the policy, then a rule removed: the policy's flow is dropped.
+    let out = rempart(&[
+        "policy",
+        "compile",
+        dir.to_str().expect("utf-8"),
+        "--host",
+        "office-pc",
+    ]);
+    assert!(ns.nft(&["-f", "-"], &stdout(&out)).status.success());
+    let json: serde_json::Value = serde_json::from_str(&live(&ns)).expect("json");
+    let handle = json["nftables"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .find(|o| o["rule"]["comment"].is_string() && o["rule"]["chain"] == "output")
+        .map(|o| o["rule"]["handle"].to_string())
+        .expect("a policy rule in output");
+    let deleted = ns.nft(
+        &[
+            "delete", "rule", "inet", "rempart", "output", "handle", &handle,
+        ],
+        "",
+    );
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let difference = compare(&read_ruleset(&live(&ns)).expect("readable"), &wanted)
+        .expect_err("a missing accept");
+    assert_eq!(
+        (difference.chain, difference.accepted_by_ruleset),
+        ("output", false)
+    );
+    // An accept of everything cannot be proven: refused, not guessed.
+    let everything = ns.nft(&["add", "rule", "inet", "rempart", "input", "accept"], "");
+    assert!(everything.status.success(), "{}", stderr(&everything));
+    let refused = read_ruleset(&live(&ns)).expect_err("unprovable");
+    assert!(
+        refused.to_string().contains("cannot be proven"),
+        "{refused}"
+    );
+}
