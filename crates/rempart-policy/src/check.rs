@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use time::Date;
 
-use crate::model::{Endpoint, InvariantKind, Policy, Rule};
+use crate::model::{InvariantKind, Policy, Rule};
 use crate::resolve::subtract;
 use crate::service::{PortRange, ServiceItem};
 
@@ -56,16 +56,6 @@ impl std::fmt::Display for Violation {
             "{}:{}: invariant \"{}\" is broken by the rule at {}:{}, e.g. {}",
             self.file, self.line, self.invariant, self.rule_file, self.rule_line, self.example
         )
-    }
-}
-
-fn nets(policy: &Policy, endpoint: &Endpoint) -> Vec<IpNet> {
-    match endpoint {
-        Endpoint::Hosts { members, .. } => members
-            .iter()
-            .flat_map(|&h| policy.hosts[h].addresses.iter().map(|a| IpNet::from(*a)))
-            .collect(),
-        Endpoint::Networks { nets, .. } => nets.clone(),
     }
 }
 
@@ -159,12 +149,12 @@ pub fn check(policy: &Policy, today: Date) -> Vec<Violation> {
         .collect();
     let mut violations = Vec::new();
     for invariant in &policy.invariants {
-        let inv_from = nets(policy, &invariant.from);
-        let inv_to = nets(policy, &invariant.to);
+        let inv_from = policy.nets_of(&invariant.from);
+        let inv_to = policy.nets_of(&invariant.to);
         let inv_items: &[ServiceItem] = invariant.service.as_ref().map_or(&[], |(_, i)| i);
         for rule in &active {
-            let from = nets(policy, &rule.from);
-            let to = nets(policy, &rule.to);
+            let from = policy.nets_of(&rule.from);
+            let to = policy.nets_of(&rule.to);
             let example = match invariant.kind {
                 InvariantKind::OnlyFrom => {
                     let services = items_intersect(&rule.items, inv_items);

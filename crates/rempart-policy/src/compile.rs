@@ -39,26 +39,11 @@ pub enum CompileError {
 
 /// The addresses an endpoint stands for, split by family.
 fn addresses(policy: &Policy, endpoint: &Endpoint) -> (Vec<IpNet>, Vec<IpNet>) {
-    let nets: Vec<IpNet> = match endpoint {
-        Endpoint::Hosts { members, .. } => members
-            .iter()
-            .flat_map(|&h| policy.hosts[h].addresses.iter().map(|a| IpNet::from(*a)))
-            .collect(),
-        Endpoint::Networks { nets, .. } => nets.clone(),
-    };
-    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = nets.into_iter().partition(|n| n.addr().is_ipv4());
+    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = policy
+        .nets_of(endpoint)
+        .into_iter()
+        .partition(|n| n.addr().is_ipv4());
     (IpNet::aggregate(&v4), IpNet::aggregate(&v6))
-}
-
-/// Whether the host (by its addresses) is on this side of a rule.
-fn includes(policy: &Policy, endpoint: &Endpoint, host: usize) -> bool {
-    match endpoint {
-        Endpoint::Hosts { members, .. } => members.contains(&host),
-        Endpoint::Networks { nets, .. } => policy.hosts[host]
-            .addresses
-            .iter()
-            .any(|a| nets.iter().any(|n| n.contains(a))),
-    }
 }
 
 /// The match of one service item (`tcp dport 22`, `icmpv6 type 128`), or
@@ -160,8 +145,8 @@ pub fn compile(policy: &Policy, host: &str, today: Date) -> Result<Compiled, Com
     let mut output = Vec::new();
     let mut expired = Vec::new();
     for (i, rule) in policy.rules.iter().enumerate() {
-        let ingress = includes(policy, &rule.to, index);
-        let egress = includes(policy, &rule.from, index);
+        let ingress = policy.includes(&rule.to, index);
+        let egress = policy.includes(&rule.from, index);
         if !ingress && !egress {
             continue;
         }

@@ -91,6 +91,34 @@ impl Policy {
         self.hosts.iter().position(|h| h.name == name)
     }
 
+    /// The addresses an endpoint stands for (hosts' addresses as /32 and /128).
+    pub fn nets_of(&self, endpoint: &Endpoint) -> Vec<ipnet::IpNet> {
+        match endpoint {
+            Endpoint::Hosts { members, .. } => members
+                .iter()
+                .flat_map(|&h| {
+                    self.hosts[h]
+                        .addresses
+                        .iter()
+                        .map(|a| ipnet::IpNet::from(*a))
+                })
+                .collect(),
+            Endpoint::Networks { nets, .. } => nets.clone(),
+        }
+    }
+
+    /// Whether host `host` is on this side of a rule (a member, or one of
+    /// its addresses in the networks).
+    pub fn includes(&self, endpoint: &Endpoint, host: usize) -> bool {
+        match endpoint {
+            Endpoint::Hosts { members, .. } => members.contains(&host),
+            Endpoint::Networks { nets, .. } => self.hosts[host]
+                .addresses
+                .iter()
+                .any(|a| nets.iter().any(|n| n.contains(a))),
+        }
+    }
+
     /// Rules whose `expires` day is `today` or earlier: not emitted, reported.
     pub fn expired_rules(&self, today: Date) -> Vec<&Rule> {
         self.rules

@@ -18,7 +18,7 @@ use serde_json::Value;
 use time::Date;
 
 use crate::compile::CompileError;
-use crate::model::{Endpoint, Policy};
+use crate::model::Policy;
 use crate::resolve::subtract;
 use crate::service::{PortRange, Protocol};
 
@@ -59,26 +59,6 @@ pub struct Difference {
 #[error("the ruleset cannot be proven: {0}")]
 pub struct Unreadable(pub String);
 
-fn endpoint_nets(policy: &Policy, endpoint: &Endpoint) -> Vec<IpNet> {
-    match endpoint {
-        Endpoint::Hosts { members, .. } => members
-            .iter()
-            .flat_map(|&h| policy.hosts[h].addresses.iter().map(|a| IpNet::from(*a)))
-            .collect(),
-        Endpoint::Networks { nets, .. } => nets.clone(),
-    }
-}
-
-fn includes(policy: &Policy, endpoint: &Endpoint, host: usize) -> bool {
-    match endpoint {
-        Endpoint::Hosts { members, .. } => members.contains(&host),
-        Endpoint::Networks { nets, .. } => policy.hosts[host]
-            .addresses
-            .iter()
-            .any(|a| nets.iter().any(|n| n.contains(a))),
-    }
-}
-
 fn family_fits(protocol: Protocol, net: &IpNet) -> bool {
     match protocol {
         Protocol::Icmp => net.addr().is_ipv4(),
@@ -101,10 +81,10 @@ pub fn desired(policy: &Policy, host: &str, today: Date) -> Result<Accepts, Comp
             (&rule.to, &rule.from, &mut accepts.input),
             (&rule.from, &rule.to, &mut accepts.output),
         ] {
-            if !includes(policy, side, index) {
+            if !policy.includes(side, index) {
                 continue;
             }
-            for net in endpoint_nets(policy, peer) {
+            for net in policy.nets_of(peer) {
                 for item in &rule.items {
                     if family_fits(item.protocol, &net) {
                         cubes.push(Cube {
