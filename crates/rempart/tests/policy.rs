@@ -265,3 +265,93 @@ fn live_rulesets_are_proven_equal_to_the_policy() {
         "{refused}"
     );
 }
+
+impl Netns {
+    /// `rempart ARGS` inside the namespace (its nft sees only this one).
+    fn rempart(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, common::BIN])
+            .args(args)
+            .output()
+            .expect("runs")
+    }
+}
+
+/// plan, apply and drift with the real nft: apply replaces the table and
+/// proves it; a change behind Rempart's back is drift (exit 1, with the
+/// packet); a policy that does not resolve applies nothing.
+#[test]
+fn plan_apply_and_drift() {
+    let ns = Netns::new();
+    let dir = example();
+    let dir = dir.to_str().expect("utf-8");
+    let plan = ns.rempart(&["policy", "plan", dir, "--host", "api-1"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains("table inet rempart is absent"),
+        "{}",
+        stdout(&plan)
+    );
+    assert_refused(
+        &ns.rempart(&["policy", "drift", dir, "--host", "api-1"]),
+        "drift on api-1",
+    );
+
+    let applied = ns.rempart(&["policy", "apply", dir, "--host", "api-1"]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    assert!(
+        stdout(&applied).contains("proven equal to the policy"),
+        "{}",
+        stdout(&applied)
+    );
+    let drift = ns.rempart(&["policy", "drift", dir, "--host", "api-1"]);
+    assert!(drift.status.success(), "{}", stderr(&drift));
+    assert!(
+        stdout(&ns.rempart(&["policy", "plan", dir, "--host", "api-1"])).starts_with("no change")
+    );
+
+    let added = ns.nft(
+        &[
+            "add", "rule", "inet", "rempart", "input", "udp", "dport", "161", "accept",
+        ],
+        "",
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let drift = ns.rempart(&["policy", "drift", dir, "--host", "api-1"]);
+    assert_refused(
+        &drift,
+        "udp/161 is accepted by the ruleset but not allowed by the policy",
+    );
+    assert!(stdout(&ns.rempart(&["policy", "plan", dir, "--host", "api-1"])).contains("udp/161"));
+    assert!(
+        ns.rempart(&["policy", "apply", dir, "--host", "api-1"])
+            .status
+            .success()
+    );
+    assert!(
+        ns.rempart(&["policy", "drift", dir, "--host", "api-1"])
+            .status
+            .success()
+    );
+
+    // A bad policy applies nothing: the table stays as it was.
+    let work = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(example().join("policy.toml")).expect("example");
+    let bad = work.path().join("bad.toml");
+    std::fs::write(&bad, text.replacen("group:db", "group:dbs", 1)).expect("write");
+    assert_refused(
+        &ns.rempart(&[
+            "policy",
+            "apply",
+            bad.to_str().expect("utf-8"),
+            "--host",
+            "api-1",
+        ]),
+        "unknown group \"dbs\"",
+    );
+    assert!(
+        ns.rempart(&["policy", "drift", dir, "--host", "api-1"])
+            .status
+            .success()
+    );
+}

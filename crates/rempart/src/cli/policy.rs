@@ -1,9 +1,12 @@
-//! `rempart policy …`: firewall policy as code (issue 5; check and compile
-//! so far).
+//! `rempart policy …`: firewall policy as code (issue 5; check, compile,
+//! plan, apply and drift so far).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use time::OffsetDateTime;
 
@@ -18,6 +21,70 @@ pub enum PolicyCommand {
         #[arg(long)]
         host: String,
     },
+    /// Say whether applying would change this host's live ruleset, and how.
+    Plan {
+        policy: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+    /// Replace this host's `table inet rempart` in one nft transaction, read
+    /// it back and prove it equal to the policy (else put the old one back).
+    Apply {
+        policy: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+    /// Exit 1, with the difference, when the live ruleset is not the policy's.
+    Drift {
+        policy: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+}
+
+/// Runs `nft ARGS` with `input` on its standard input.
+fn nft(args: &[&str], input: &str) -> Result<std::process::Output> {
+    let mut child = Command::new("nft")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nft (is nftables installed, and are you root?)")?;
+    child
+        .stdin
+        .take()
+        .context("nft's standard input")?
+        .write_all(input.as_bytes())?;
+    Ok(child.wait_with_output()?)
+}
+
+/// The live `table inet rempart` as nft JSON, or `None` when it is absent.
+fn live_json() -> Result<Option<String>> {
+    let out = nft(&["-j", "list", "table", "inet", "rempart"], "")?;
+    if out.status.success() {
+        return Ok(Some(String::from_utf8(out.stdout)?));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No such file or directory") {
+        return Ok(None);
+    }
+    bail!("nft list table inet rempart: {}", err.trim())
+}
+
+/// How the live ruleset stands against the policy: `Ok(())` when equal, or
+/// a sentence saying how it differs.
+fn standing(path: &Path, host: &str) -> Result<std::result::Result<(), String>> {
+    let policy = rempart_policy::load(path)?;
+    let today = OffsetDateTime::now_utc().date();
+    let wanted = rempart_policy::validate::desired(&policy, host, today)?;
+    let Some(json) = live_json()? else {
+        return Ok(Err("table inet rempart is absent".to_owned()));
+    };
+    Ok(match rempart_policy::validate::read_ruleset(&json) {
+        Err(unreadable) => Err(unreadable.to_string()),
+        Ok(live) => rempart_policy::validate::compare(&live, &wanted).map_err(|d| d.to_string()),
+    })
 }
 
 pub fn run(command: PolicyCommand) -> Result<()> {
@@ -63,6 +130,70 @@ pub fn run(command: PolicyCommand) -> Result<()> {
             }
             print!("{}", compiled.script);
         }
+        PolicyCommand::Plan { policy: path, host } => match standing(&path, &host)? {
+            Ok(()) => println!(
+                "no change: the live ruleset accepts exactly what the policy allows {host}"
+            ),
+            Err(how) => println!("apply would change the live ruleset: {how}"),
+        },
+        PolicyCommand::Drift { policy: path, host } => {
+            if let Err(how) = standing(&path, &host)? {
+                bail!("drift on {host}: {how}");
+            }
+            println!("no drift: the live ruleset accepts exactly what the policy allows {host}");
+        }
+        PolicyCommand::Apply { policy: path, host } => apply(&path, &host, today)?,
     }
+    Ok(())
+}
+
+fn apply(path: &Path, host: &str, today: time::Date) -> Result<()> {
+    let policy = rempart_policy::load(path)?;
+    let compiled = rempart_policy::compile(&policy, host, today)?;
+    for (file, line) in &compiled.expired {
+        eprintln!("warning: {file}:{line}: expired rule not emitted");
+    }
+    let wanted = rempart_policy::validate::desired(&policy, host, today)?;
+    // What to put back if the new ruleset cannot be proven.
+    let saved = {
+        let out = nft(&["list", "table", "inet", "rempart"], "")?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let started = Instant::now();
+    let out = nft(&["-f", "-"], &compiled.script)?;
+    if !out.status.success() {
+        bail!(
+            "nft refused the ruleset (nothing changed): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let applied = started.elapsed();
+    let proof = match live_json()? {
+        None => Err("the table is absent after the transaction".to_owned()),
+        Some(json) => rempart_policy::validate::read_ruleset(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|live| {
+                rempart_policy::validate::compare(&live, &wanted).map_err(|d| d.to_string())
+            }),
+    };
+    if let Err(how) = proof {
+        let restore = match &saved {
+            Some(old) => format!("table inet rempart\ndelete table inet rempart\n{old}"),
+            None => "table inet rempart\ndelete table inet rempart\n".to_owned(),
+        };
+        let restored = nft(&["-f", "-"], &restore)?;
+        let back = if restored.status.success() {
+            "the previous ruleset is back"
+        } else {
+            "AND the previous ruleset could not be put back: check the host now"
+        };
+        bail!("applied ruleset not proven equal to the policy ({how}); {back}");
+    }
+    println!(
+        "applied to {host} in {} ms, proven equal to the policy",
+        applied.as_millis()
+    );
     Ok(())
 }
