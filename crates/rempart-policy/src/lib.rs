@@ -7,6 +7,7 @@
 //! the analyses work on.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod check;
 pub mod compile;
 mod error;

@@ -300,3 +300,60 @@ fn invariants_are_checked_with_an_example_flow() {
     let policy = parse(&[("dc.toml", &text)]).expect("parses");
     assert!(rempart_policy::check(&policy, today).is_empty());
 }
+
+#[test]
+fn reach_and_blast_of_the_example() {
+    use rempart_policy::analysis::{Party, blast, reach};
+    let today = time::macros::date!(2026 - 11 - 26);
+    let policy = rempart_policy::load(example_dir()).expect("loads");
+    let all = reach(&policy, today);
+    let line = |from: &str, to: &str| {
+        all.iter()
+            .filter(|r| r.from.to_string() == from && r.to.to_string() == to)
+            .map(|r| r.service.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("internet", "host:edge"), vec!["https"]);
+    assert_eq!(line("host:bastion", "host:db"), vec!["ping", "ssh"]);
+    assert!(line("host:api-1", "host:api-2").is_empty());
+    assert!(line("host:db", "internet").is_empty());
+    assert!(
+        line("host:office-pc", "host:db").is_empty(),
+        "only through the bastion"
+    );
+
+    let names = |host: &str| {
+        blast(&policy, host, today)
+            .into_iter()
+            .map(|(party, path)| (party.to_string(), path.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("api-1"), vec![("host:db".to_owned(), 1)]);
+    assert_eq!(names("db"), vec![]);
+    assert_eq!(
+        names("office-pc"),
+        vec![
+            ("host:bastion".to_owned(), 1),
+            ("host:api-1".to_owned(), 2),
+            ("host:api-2".to_owned(), 2),
+            ("host:db".to_owned(), 2),
+            ("host:edge".to_owned(), 2),
+        ]
+    );
+    let from_edge = blast(&policy, "edge", today);
+    let (_, path) = from_edge
+        .iter()
+        .find(|(p, _)| *p == Party::Host("db".into()))
+        .expect("db is reached from edge");
+    let hops: Vec<String> = path
+        .iter()
+        .map(|h| format!("{} -{}-> {}", h.from, h.service, h.to))
+        .collect();
+    assert_eq!(
+        hops,
+        vec![
+            "host:edge -api-> host:api-1",
+            "host:api-1 -postgres-> host:db"
+        ]
+    );
+}

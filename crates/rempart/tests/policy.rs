@@ -355,3 +355,48 @@ fn plan_apply_and_drift() {
             .success()
     );
 }
+
+#[test]
+fn reach_and_blast_from_the_cli() {
+    let dir = example();
+    let dir = dir.to_str().expect("utf-8");
+    let out = rempart(&["policy", "reach", dir, "--to", "group:db", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let pairs: Vec<(String, String)> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["from"].as_str().expect("from").to_owned(),
+                r["service"].as_str().expect("service").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        pairs.contains(&("host:api-1".into(), "postgres".into())),
+        "{pairs:?}"
+    );
+    assert!(
+        pairs.iter().all(|(from, _)| from != "internet"),
+        "{pairs:?}"
+    );
+    let csv = stdout(&rempart(&[
+        "policy", "reach", dir, "--from", "internet", "--csv",
+    ]));
+    assert_eq!(csv.lines().next(), Some("from,to,service,ports,rule"));
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(csv.contains("internet,host:edge,https,tcp/443,"), "{csv}");
+    assert_refused(
+        &rempart(&["policy", "reach", dir, "--to", "group:nope"]),
+        "no group \"nope\"",
+    );
+
+    let out = rempart(&["policy", "blast", dir, "--host", "api-1", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reached: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(reached.as_array().expect("list").len(), 1);
+    assert_eq!(reached[0]["reached"], "host:db");
+    assert_eq!(reached[0]["path"][0]["service"], "postgres");
+}

@@ -40,6 +40,47 @@ pub enum PolicyCommand {
         #[arg(long)]
         host: String,
     },
+    /// Who can open a connection to what (host:NAME, network:NAME or internet
+    /// to filter; a group's hosts with group:NAME).
+    Reach {
+        policy: PathBuf,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Everything an attacker holding HOST can reach, hop by hop.
+    Blast {
+        policy: PathBuf,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Whether `party` is what a --from/--to filter names.
+fn matches_filter(
+    policy: &rempart_policy::Policy,
+    party: &rempart_policy::analysis::Party,
+    filter: Option<&str>,
+) -> bool {
+    let Some(filter) = filter else { return true };
+    if let Some(group) = filter.strip_prefix("group:") {
+        return match (party, policy.groups.get(group)) {
+            (rempart_policy::analysis::Party::Host(name), Some(members)) => {
+                members.iter().any(|&h| policy.hosts[h].name == *name)
+            }
+            _ => false,
+        };
+    }
+    party.to_string() == filter
 }
 
 /// Runs `nft ARGS` with `input` on its standard input.
@@ -143,6 +184,102 @@ pub fn run(command: PolicyCommand) -> Result<()> {
             println!("no drift: the live ruleset accepts exactly what the policy allows {host}");
         }
         PolicyCommand::Apply { policy: path, host } => apply(&path, &host, today)?,
+        PolicyCommand::Reach {
+            policy: path,
+            from,
+            to,
+            service,
+            json,
+            csv,
+        } => {
+            let policy = rempart_policy::load(&path)?;
+            if let Some(group) = [&from, &to]
+                .into_iter()
+                .flatten()
+                .find_map(|f| f.strip_prefix("group:"))
+                .filter(|g| !policy.groups.contains_key(*g))
+            {
+                bail!("no group {group:?} in the policy");
+            }
+            let lines: Vec<_> = rempart_policy::analysis::reach(&policy, today)
+                .into_iter()
+                .filter(|r| matches_filter(&policy, &r.from, from.as_deref()))
+                .filter(|r| matches_filter(&policy, &r.to, to.as_deref()))
+                .filter(|r| service.as_ref().is_none_or(|s| *s == r.service))
+                .collect();
+            if json {
+                let rows: Vec<serde_json::Value> = lines
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "from": r.from.to_string(), "to": r.to.to_string(),
+                            "service": r.service, "ports": r.ports,
+                            "rule": format!("{}:{}", r.file, r.line),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if csv {
+                println!("from,to,service,ports,rule");
+                for r in &lines {
+                    println!(
+                        "{},{},{},{},{}:{}",
+                        r.from,
+                        r.to,
+                        r.service,
+                        r.ports.join(" "),
+                        r.file,
+                        r.line
+                    );
+                }
+            } else {
+                for r in &lines {
+                    println!(
+                        "{} -> {}  {} ({})",
+                        r.from,
+                        r.to,
+                        r.service,
+                        r.ports.join(", ")
+                    );
+                }
+            }
+        }
+        PolicyCommand::Blast {
+            policy: path,
+            host,
+            json,
+        } => {
+            let policy = rempart_policy::load(&path)?;
+            if policy.host(&host).is_none() {
+                bail!("no host {host:?} in the policy");
+            }
+            let reached = rempart_policy::analysis::blast(&policy, &host, today);
+            if json {
+                let rows: Vec<serde_json::Value> = reached
+                    .iter()
+                    .map(|(party, path)| {
+                        let hops: Vec<serde_json::Value> = path
+                            .iter()
+                            .map(|h| serde_json::json!({"from": h.from.to_string(), "to": h.to.to_string(), "service": h.service}))
+                            .collect();
+                        serde_json::json!({"reached": party.to_string(), "path": hops})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!(
+                "from host:{host}, an attacker reaches {} endpoint(s):",
+                reached.len()
+            );
+            for (party, path) in &reached {
+                let hops: Vec<String> = path
+                    .iter()
+                    .map(|h| format!("-{}-> {}", h.service, h.to))
+                    .collect();
+                println!("  {party}: host:{host} {}", hops.join(" "));
+            }
+        }
     }
     Ok(())
 }
