@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod check;
 pub mod compile;
 mod error;
+pub mod lint;
 mod model;
 mod raw;
 mod resolve;

@@ -357,3 +357,68 @@ fn reach_and_blast_of_the_example() {
         ]
     );
 }
+
+#[test]
+fn lint_finds_rules_that_do_nothing_or_too_much() {
+    use rempart_policy::lint::{Finding, lint};
+    let today = time::macros::date!(2026 - 11 - 26);
+    let policy = rempart_policy::load(example_dir()).expect("loads");
+    assert_eq!(lint(&policy, today), vec![], "the example is clean");
+
+    let extra = "\n[[group]]\nname = \"nobody\"\n\
+        \n[[rule]]\nfrom = \"group:api\"\nto = \"host:db\"\nservice = \"postgres\"\n\
+        \n[[rule]]\nfrom = \"group:nobody\"\nto = \"host:db\"\nservice = \"ssh\"\n\
+        \n[[rule]]\nfrom = \"internet\"\nto = \"host:api-1\"\nservice = \"api\"\n\
+        \n[[rule]]\nfrom = \"host:office-pc\"\nto = \"host:edge\"\nservice = \"https\"\nexpires = 2026-01-01\n\
+        \n[[rule]]\nfrom = \"host:api-1\"\nto = \"group:db\"\nservice = \"postgres\"\n";
+    let text = format!("{EXAMPLE}{extra}");
+    // The last rule comes after one it repeats for api-1 only.
+    let policy = parse(&[("dc.toml", &text)]).expect("parses");
+    let findings = lint(&policy, today);
+    let line = |needle: &str| line_of(&text, needle);
+    let rule3 = line_of(EXAMPLE, "from = \"group:api\"");
+    let shadowed_line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("from = \"group:api\""))
+        .nth(1)
+        .map(|(i, _)| i + 1)
+        .expect("the repeated rule");
+    let kinds: Vec<(usize, &Finding)> = findings.iter().map(|f| (f.line, &f.finding)).collect();
+    assert!(
+        kinds.contains(&(shadowed_line, &Finding::Shadowed { by: vec![rule3] })),
+        "{findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.line == line("from = \"group:nobody\"")
+                && matches!(&f.finding, Finding::NamesNothing { side: "source", .. })),
+        "{findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(&f.finding, Finding::OverBroad { to, .. } if to == "host:api-1")),
+        "{findings:#?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(&f.finding, Finding::Expired { .. })),
+        "{findings:#?}"
+    );
+    // The last rule is shadowed by rule 3 too; rule 3 itself is not
+    // redundant (the api-1 rule covers only part of it).
+    let last = line("from = \"host:api-1\"");
+    assert!(
+        kinds.contains(&(last, &Finding::Shadowed { by: vec![rule3] })),
+        "{findings:#?}"
+    );
+    assert!(!kinds.iter().any(|(l, _)| *l == rule3), "{findings:#?}");
+    assert!(
+        findings[0].to_string().starts_with("dc.toml:"),
+        "{}",
+        findings[0]
+    );
+}

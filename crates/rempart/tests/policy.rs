@@ -400,3 +400,27 @@ fn reach_and_blast_from_the_cli() {
     assert_eq!(reached[0]["reached"], "host:db");
     assert_eq!(reached[0]["path"][0]["service"], "postgres");
 }
+
+#[test]
+fn lint_from_the_cli() {
+    let dir = example();
+    let out = rempart(&["policy", "lint", dir.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let work = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(example().join("policy.toml")).expect("example");
+    let file = work.path().join("dup.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{text}\n[[rule]]\nfrom = \"group:api\"\nto = \"host:db\"\nservice = \"postgres\"\n"
+        ),
+    )
+    .expect("write");
+    let out = rempart(&["policy", "lint", file.to_str().expect("utf-8")]);
+    assert_refused(&out, "1 lint finding");
+    assert!(
+        stdout(&out).contains("shadowed: earlier rules (line 102) already allow all of it"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -55,6 +55,9 @@ pub enum PolicyCommand {
         #[arg(long)]
         csv: bool,
     },
+    /// Rules shadowed or made redundant by others, naming nothing, expired,
+    /// or letting the internet reach a non-edge host; exit 1 when any.
+    Lint { policy: PathBuf },
     /// Everything an attacker holding HOST can reach, hop by hop.
     Blast {
         policy: PathBuf,
@@ -243,6 +246,22 @@ pub fn run(command: PolicyCommand) -> Result<()> {
                     );
                 }
             }
+        }
+        PolicyCommand::Lint { policy: path } => {
+            let policy = rempart_policy::load(&path)?;
+            let findings = rempart_policy::lint::lint(&policy, today);
+            for finding in &findings {
+                println!("{finding}");
+            }
+            if !findings.is_empty() {
+                bail!(
+                    "{} lint finding{} in {}",
+                    findings.len(),
+                    if findings.len() == 1 { "" } else { "s" },
+                    path.display()
+                );
+            }
+            println!("ok: no rule shadowed, redundant, empty, expired or over-broad");
         }
         PolicyCommand::Blast {
             policy: path,
