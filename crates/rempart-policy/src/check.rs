@@ -147,43 +147,61 @@ pub fn check(policy: &Policy, today: Date) -> Vec<Violation> {
         .iter()
         .filter(|r| r.expires.is_none_or(|day| day > today))
         .collect();
+    // Each rule's addresses once, for every invariant.
+    let sides: Vec<(Vec<IpNet>, Vec<IpNet>)> = active
+        .iter()
+        .map(|rule| (policy.nets_of(&rule.from), policy.nets_of(&rule.to)))
+        .collect();
     let mut violations = Vec::new();
     for invariant in &policy.invariants {
         let inv_from = policy.nets_of(&invariant.from);
         let inv_to = policy.nets_of(&invariant.to);
         let inv_items: &[ServiceItem] = invariant.service.as_ref().map_or(&[], |(_, i)| i);
-        for rule in &active {
-            let from = policy.nets_of(&rule.from);
-            let to = policy.nets_of(&rule.to);
+        for (rule, (from, to)) in active.iter().zip(&sides) {
+            // The cheap tests first: most rules are about other hosts.
             let example = match invariant.kind {
                 InvariantKind::OnlyFrom => {
                     let services = items_intersect(&rule.items, inv_items);
-                    let targets = intersect(&to, &inv_to);
-                    let strangers = minus(&from, &inv_from);
-                    services
-                        .first()
-                        .and_then(|s| pair(&strangers, &targets).map(|(a, b)| (a, b, *s)))
+                    let targets = if services.is_empty() {
+                        Vec::new()
+                    } else {
+                        intersect(to, &inv_to)
+                    };
+                    if targets.is_empty() {
+                        None
+                    } else {
+                        let strangers = minus(from, &inv_from);
+                        pair(&strangers, &targets).map(|(a, b)| (a, b, services[0]))
+                    }
                 }
                 InvariantKind::Never => {
-                    let sources = intersect(&from, &inv_from);
-                    let targets = intersect(&to, &inv_to);
+                    let sources = intersect(from, &inv_from);
+                    let targets = if sources.is_empty() {
+                        Vec::new()
+                    } else {
+                        intersect(to, &inv_to)
+                    };
                     rule.items
                         .first()
                         .and_then(|s| pair(&sources, &targets).map(|(a, b)| (a, b, *s)))
                 }
                 InvariantKind::OnlyTo => {
-                    let sources = intersect(&from, &inv_from);
-                    let elsewhere = minus(&to, &inv_to);
-                    let other_services = items_minus(&rule.items, inv_items);
-                    let allowed_targets = intersect(&to, &inv_to);
-                    rule.items
-                        .first()
-                        .and_then(|s| pair(&sources, &elsewhere).map(|(a, b)| (a, b, *s)))
-                        .or_else(|| {
-                            other_services.first().and_then(|s| {
-                                pair(&sources, &allowed_targets).map(|(a, b)| (a, b, *s))
+                    let sources = intersect(from, &inv_from);
+                    if sources.is_empty() {
+                        None
+                    } else {
+                        let elsewhere = minus(to, &inv_to);
+                        let other_services = items_minus(&rule.items, inv_items);
+                        let allowed_targets = intersect(to, &inv_to);
+                        rule.items
+                            .first()
+                            .and_then(|s| pair(&sources, &elsewhere).map(|(a, b)| (a, b, *s)))
+                            .or_else(|| {
+                                other_services.first().and_then(|s| {
+                                    pair(&sources, &allowed_targets).map(|(a, b)| (a, b, *s))
+                                })
                             })
-                        })
+                    }
                 }
             };
             if let Some((from, to, service)) = example {
