@@ -39,11 +39,23 @@ pub enum CompileError {
 
 /// The addresses an endpoint stands for, split by family.
 fn addresses(policy: &Policy, endpoint: &Endpoint) -> (Vec<IpNet>, Vec<IpNet>) {
-    let (v4, v6): (Vec<IpNet>, Vec<IpNet>) = policy
+    let (mut v4, mut v6): (Vec<IpNet>, Vec<IpNet>) = policy
         .nets_of(endpoint)
         .into_iter()
         .partition(|n| n.addr().is_ipv4());
-    (IpNet::aggregate(&v4), IpNet::aggregate(&v6))
+    match endpoint {
+        // Hosts stay single addresses (a hash set), sorted and unique.
+        Endpoint::Hosts { .. } => {
+            for list in [&mut v4, &mut v6] {
+                list.sort();
+                list.dedup();
+            }
+            (v4, v6)
+        }
+        // Networks: as few non-overlapping CIDRs as cover them (nft refuses
+        // overlapping intervals).
+        Endpoint::Networks { .. } => (IpNet::aggregate(&v4), IpNet::aggregate(&v6)),
+    }
 }
 
 /// The match of one service item (`tcp dport 22`, `icmpv6 type 128`), or
@@ -177,10 +189,27 @@ pub fn compile(policy: &Policy, host: &str, today: Date) -> Result<Compiled, Com
     // that touches no other table.
     script.push_str("table inet rempart\ndelete table inet rempart\ntable inet rempart {\n");
     for (name, kind, nets) in &sets.definitions {
-        let elements: Vec<String> = nets.iter().map(IpNet::to_string).collect();
+        // Single addresses (hosts): a hash set, one lookup whatever its
+        // size. CIDRs (networks): an interval set.
+        let addresses_only = nets.iter().all(|n| n.prefix_len() == n.max_prefix_len());
+        let elements: Vec<String> = nets
+            .iter()
+            .map(|n| {
+                if addresses_only {
+                    n.addr().to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        let flags = if addresses_only {
+            ""
+        } else {
+            "\t\tflags interval\n"
+        };
         let _ = writeln!(
             script,
-            "\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n\t\telements = {{ {} }}\n\t}}\n",
+            "\tset {name} {{\n\t\ttype {kind}\n{flags}\t\telements = {{ {} }}\n\t}}\n",
             elements.join(", ")
         );
     }
