@@ -392,6 +392,32 @@ fn reach_and_blast_from_the_cli() {
         &rempart(&["policy", "reach", dir, "--to", "group:nope"]),
         "no group \"nope\"",
     );
+    let work = tempfile::tempdir().expect("tempdir");
+    let map = work.path().join("map.svg");
+    let out = rempart(&[
+        "policy",
+        "reach",
+        dir,
+        "--svg",
+        map.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let drawing = std::fs::read_to_string(&map).expect("the map");
+    assert!(
+        drawing.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""),
+        "{drawing}"
+    );
+    assert!(drawing.trim_end().ends_with("</svg>"));
+    assert!(
+        drawing.contains("<title>host:api-1 → host:db: postgres</title>"),
+        "{drawing}"
+    );
+    assert!(drawing.contains(">internet</text>"), "{drawing}");
+    assert_eq!(
+        drawing.matches("<circle").count(),
+        7,
+        "six hosts and the internet"
+    );
 
     let out = rempart(&["policy", "blast", dir, "--host", "api-1", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));

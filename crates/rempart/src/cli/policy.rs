@@ -54,6 +54,9 @@ pub enum PolicyCommand {
         json: bool,
         #[arg(long)]
         csv: bool,
+        /// Also draw the map (the lines shown) as SVG into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Rules shadowed or made redundant by others, naming nothing, expired,
     /// or letting the internet reach a non-edge host; exit 1 when any.
@@ -194,6 +197,7 @@ pub fn run(command: PolicyCommand) -> Result<()> {
             service,
             json,
             csv,
+            svg,
         } => {
             let policy = rempart_policy::load(&path)?;
             if let Some(group) = [&from, &to]
@@ -210,6 +214,10 @@ pub fn run(command: PolicyCommand) -> Result<()> {
                 .filter(|r| matches_filter(&policy, &r.to, to.as_deref()))
                 .filter(|r| service.as_ref().is_none_or(|s| *s == r.service))
                 .collect();
+            if let Some(file) = &svg {
+                std::fs::write(file, rempart_policy::analysis::svg(&lines))
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
             if json {
                 let rows: Vec<serde_json::Value> = lines
                     .iter()
