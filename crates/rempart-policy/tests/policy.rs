@@ -30,7 +30,7 @@ fn the_example_data_centre_resolves() {
         vec!["edge", "api-1", "api-2", "db"],
         "nested"
     );
-    assert_eq!(policy.rules.len(), 6);
+    assert_eq!(policy.rules.len(), 7);
     assert_eq!(policy.rules[0].from.name(), "internet");
     // The internet is every address outside the zones.
     let Endpoint::Networks { nets, .. } = &policy.rules[0].from else {
@@ -165,7 +165,7 @@ fn a_folder_is_one_policy_and_errors_name_the_file() {
     std::fs::write(dir.path().join("10-hosts.toml"), zones_hosts).expect("write");
     std::fs::write(dir.path().join("20-rules.toml"), format!("[[group]]{rest}")).expect("write");
     let policy = rempart_policy::load(dir.path()).expect("loads as one");
-    assert_eq!(policy.rules.len(), 6);
+    assert_eq!(policy.rules.len(), 7);
     assert!(policy.rules[0].file.ends_with("20-rules.toml"));
     std::fs::write(
         dir.path().join("30-more.toml"),
@@ -338,6 +338,7 @@ fn reach_and_blast_of_the_example() {
             ("host:api-2".to_owned(), 2),
             ("host:db".to_owned(), 2),
             ("host:edge".to_owned(), 2),
+            ("internet".to_owned(), 3),
         ]
     );
     let from_edge = blast(&policy, "edge", today);

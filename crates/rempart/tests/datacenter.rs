@@ -1,9 +1,9 @@
 //! The miniature data centre: the six hosts of examples/datacenter plus an
 //! "internet" host, each a network namespace on one bridge (IPv4 and IPv6),
 //! each host's compiled ruleset applied with the real `nft`. Then real TCP
-//! connections: every flow `policy reach` allows connects, every other flow
-//! of a broad sample does not, and from a compromised api-1 exactly the
-//! `policy blast` set answers. Namespaces and processes are removed
+//! connections and UDP exchanges: every flow `policy reach` allows gets
+//! through, every other flow of a broad sample does not, and from a
+//! compromised api-1 exactly the `policy blast` set answers. Namespaces and processes are removed
 //! afterwards, also when the test fails.
 
 mod common;
@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::{BIN, random_hex, stderr, stdout};
 
-/// One attempt: from, to, port, over IPv6.
-type Case = (&'static str, &'static str, u16, bool);
+/// One attempt: from, to, protocol, port, over IPv6.
+type Case = (&'static str, &'static str, &'static str, u16, bool);
+
+/// The UDP port the sample tries (the example's dns service).
+const UDP_PORT: u16 = 53;
 
 /// Ports the sample tries (every service of the example).
 const PORTS: [u16; 4] = [22, 443, 5432, 8080];
@@ -165,6 +168,16 @@ impl DataCentre {
                     .expect("socat starts");
                 self.listeners.push(child);
             }
+            // UDP: answers each datagram, so that a sender knows it got through.
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(host.name), "socat"])
+                .arg(format!("UDP6-RECVFROM:{UDP_PORT},ipv6only=0,fork"))
+                .arg("SYSTEM:echo pong")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("socat starts");
+            self.listeners.push(child);
         }
         // Listening before the first connection (bounded wait).
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -179,6 +192,28 @@ impl DataCentre {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("the listeners did not start");
+    }
+
+    /// Whether a datagram from `from` to `to`:`port` is answered (1 s at most).
+    fn exchanges(&self, from: &str, to: &str, port: u16, v6: bool) -> bool {
+        use std::io::Write;
+        let target = HOSTS.iter().find(|h| h.name == to).expect("a host");
+        let address = if v6 {
+            format!("UDP6:[{}]:{port}", target.v6)
+        } else {
+            format!("UDP4:{}:{port}", target.v4)
+        };
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(from), "socat", "-T1", "STDIO"])
+            .arg(&address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat runs");
+        let _ = child.stdin.take().expect("stdin").write_all(b"ping\n");
+        let out = child.wait_with_output().expect("socat ends");
+        stdout(&out).contains("pong")
     }
 
     /// Whether `from` opens a TCP connection to `to`:`port` (0.5 s at most).
@@ -209,8 +244,8 @@ impl Drop for DataCentre {
     }
 }
 
-/// (from, to, port) that `policy reach` allows between the hosts, on TCP.
-fn allowed(policy: &str) -> BTreeSet<(String, String, u16)> {
+/// (from, to, protocol, port) that `policy reach` allows, on TCP and UDP.
+fn allowed(policy: &str) -> BTreeSet<(String, String, String, u16)> {
     let out = Command::new(BIN)
         .args(["policy", "reach", policy, "--json"])
         .output()
@@ -224,8 +259,16 @@ fn allowed(policy: &str) -> BTreeSet<(String, String, u16)> {
             text.strip_prefix("host:").unwrap_or(text).to_owned()
         };
         for port in row["ports"].as_array().expect("ports") {
-            if let Some(number) = port.as_str().and_then(|p| p.strip_prefix("tcp/")) {
-                flows.insert((party("from"), party("to"), number.parse().expect("a port")));
+            let Some((protocol, number)) = port.as_str().and_then(|p| p.split_once('/')) else {
+                continue;
+            };
+            if protocol == "tcp" || protocol == "udp" {
+                flows.insert((
+                    party("from"),
+                    party("to"),
+                    protocol.to_owned(),
+                    number.parse().expect("a port"),
+                ));
             }
         }
     }
@@ -240,8 +283,15 @@ fn the_data_centre_connects_exactly_as_the_policy_says() {
     dc.apply_policy(policy);
     dc.listen();
     let allowed = allowed(policy);
+    let flow = |from: &str, to: &str, protocol: &str, port: u16| {
+        (from.to_owned(), to.to_owned(), protocol.to_owned(), port)
+    };
     assert!(
-        allowed.contains(&("internet".into(), "edge".into(), 443)),
+        allowed.contains(&flow("internet", "edge", "tcp", 443)),
+        "{allowed:?}"
+    );
+    assert!(
+        allowed.contains(&flow("edge", "internet", "udp", 53)),
         "{allowed:?}"
     );
 
@@ -250,10 +300,11 @@ fn the_data_centre_connects_exactly_as_the_policy_says() {
     let mut cases = Vec::new();
     for from in &HOSTS {
         for to in HOSTS.iter().filter(|h| h.name != from.name) {
-            for port in PORTS {
-                for v6 in [false, true] {
-                    cases.push((from.name, to.name, port, v6));
+            for v6 in [false, true] {
+                for port in PORTS {
+                    cases.push((from.name, to.name, "tcp", port, v6));
                 }
+                cases.push((from.name, to.name, "udp", UDP_PORT, v6));
             }
         }
     }
@@ -265,8 +316,13 @@ fn the_data_centre_connects_exactly_as_the_policy_says() {
                 scope.spawn(move || {
                     chunk
                         .iter()
-                        .map(|&(from, to, port, v6)| {
-                            ((from, to, port, v6), dc.connects(from, to, port, v6))
+                        .map(|&(from, to, protocol, port, v6)| {
+                            let through = if protocol == "tcp" {
+                                dc.connects(from, to, port, v6)
+                            } else {
+                                dc.exchanges(from, to, port, v6)
+                            };
+                            ((from, to, protocol, port, v6), through)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -277,11 +333,17 @@ fn the_data_centre_connects_exactly_as_the_policy_says() {
             .collect()
     });
     let mut wrong = Vec::new();
-    for ((from, to, port, v6), connected) in &outcomes {
-        let expected = allowed.contains(&((*from).to_owned(), (*to).to_owned(), *port));
+    for ((from, to, protocol, port, v6), connected) in &outcomes {
+        let key = (
+            (*from).to_owned(),
+            (*to).to_owned(),
+            (*protocol).to_owned(),
+            *port,
+        );
+        let expected = allowed.contains(&key);
         if *connected != expected {
             wrong.push(format!(
-                "{from} -> {to} tcp/{port} {}: connected {connected}, policy says {expected}",
+                "{from} -> {to} {protocol}/{port} {}: got through {connected}, policy says {expected}",
                 if *v6 { "IPv6" } else { "IPv4" }
             ));
         }
@@ -317,8 +379,8 @@ fn the_data_centre_connects_exactly_as_the_policy_says() {
         .collect();
     let answered: BTreeSet<String> = outcomes
         .iter()
-        .filter(|((from, _, _, _), connected)| *from == "api-1" && *connected)
-        .map(|((_, to, _, _), _)| (*to).to_owned())
+        .filter(|((from, _, _, _, _), connected)| *from == "api-1" && *connected)
+        .map(|((_, to, _, _, _), _)| (*to).to_owned())
         .collect();
     assert_eq!(answered, blast);
 }
