@@ -300,7 +300,8 @@ fn plan_apply_and_drift() {
     let applied = ns.rempart(&["policy", "apply", dir, "--host", "api-1"]);
     assert!(applied.status.success(), "{}", stderr(&applied));
     assert!(
-        stdout(&applied).contains("proven equal to the policy"),
+        stdout(&applied)
+            .contains("proven equal to the policy (before, in a scratch namespace, and live)"),
         "{}",
         stdout(&applied)
     );

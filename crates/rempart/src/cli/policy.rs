@@ -91,7 +91,20 @@ fn matches_filter(
 
 /// Runs `nft ARGS` with `input` on its standard input.
 fn nft(args: &[&str], input: &str) -> Result<std::process::Output> {
-    let mut child = Command::new("nft")
+    nft_in(None, args, input)
+}
+
+/// Runs `nft ARGS`, inside network namespace `namespace` when given.
+fn nft_in(namespace: Option<&str>, args: &[&str], input: &str) -> Result<std::process::Output> {
+    let mut command = match namespace {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let mut child = command
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -311,6 +324,50 @@ pub fn run(command: PolicyCommand) -> Result<()> {
     Ok(())
 }
 
+/// A network namespace of our own, removed when dropped.
+struct Scratch(String);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Proves the compiled ruleset before it goes live: loaded into a scratch
+/// network namespace (where nothing else runs), read back and compared with
+/// the policy. `Ok(false)` when no namespace can be made here; then only the
+/// live read-back after the transaction proves it.
+fn prove_in_scratch(script: &str, wanted: &rempart_policy::validate::Accepts) -> Result<bool> {
+    let name = format!("rempart-proof-{}", std::process::id());
+    let made = Command::new("ip").args(["netns", "add", &name]).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        return Ok(false);
+    }
+    let scratch = Scratch(name);
+    let out = nft_in(Some(&scratch.0), &["-f", "-"], script)?;
+    if !out.status.success() {
+        bail!(
+            "nft refused the ruleset (nothing applied): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let out = nft_in(
+        Some(&scratch.0),
+        &["-j", "list", "table", "inet", "rempart"],
+        "",
+    )?;
+    let json = String::from_utf8(out.stdout)?;
+    let proof = rempart_policy::validate::read_ruleset(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|live| {
+            rempart_policy::validate::compare(&live, wanted).map_err(|d| d.to_string())
+        });
+    if let Err(how) = proof {
+        bail!("the compiled ruleset is not proven equal to the policy ({how}): nothing applied");
+    }
+    Ok(true)
+}
+
 fn apply(path: &Path, host: &str, today: time::Date) -> Result<()> {
     let policy = rempart_policy::load(path)?;
     let compiled = rempart_policy::compile(&policy, host, today)?;
@@ -318,7 +375,8 @@ fn apply(path: &Path, host: &str, today: time::Date) -> Result<()> {
         eprintln!("warning: {file}:{line}: expired rule not emitted");
     }
     let wanted = rempart_policy::validate::desired(&policy, host, today)?;
-    // What to put back if the new ruleset cannot be proven.
+    let proven_before = prove_in_scratch(&compiled.script, &wanted)?;
+    // What to put back if the new ruleset cannot be proven live.
     let saved = {
         let out = nft(&["list", "table", "inet", "rempart"], "")?;
         out.status
@@ -356,8 +414,13 @@ fn apply(path: &Path, host: &str, today: time::Date) -> Result<()> {
         bail!("applied ruleset not proven equal to the policy ({how}); {back}");
     }
     println!(
-        "applied to {host} in {} ms, proven equal to the policy",
-        applied.as_millis()
+        "applied to {host} in {} ms, proven equal to the policy ({})",
+        applied.as_millis(),
+        if proven_before {
+            "before, in a scratch namespace, and live"
+        } else {
+            "live"
+        }
     );
     Ok(())
 }
