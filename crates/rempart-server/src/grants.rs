@@ -65,6 +65,23 @@ impl UserAccess {
         })
     }
 
+    /// What of `required` this person lacks at `now`, as a sentence; `None`
+    /// when every required module is current.
+    pub fn training_gap(&self, required: &[String], now: i64) -> Option<String> {
+        let completions = |module: &str| -> Vec<i64> {
+            self.training
+                .iter()
+                .filter(|r| r.module == module)
+                .map(|r| r.completed_at_ms)
+                .collect()
+        };
+        missing(
+            required,
+            |module| module_state(self.modules.get(module).copied(), &completions(module), now),
+            |at| from_ms(at).date().to_string(),
+        )
+    }
+
     /// The answer for `resource` at `now`: Ok((request, end)) or why not.
     pub fn check(
         &self,
@@ -79,18 +96,7 @@ impl UserAccess {
         if self.disabled {
             return Err(format!("user {user} is disabled"));
         }
-        let completions = |module: &str| -> Vec<i64> {
-            self.training
-                .iter()
-                .filter(|r| r.module == module)
-                .map(|r| r.completed_at_ms)
-                .collect()
-        };
-        if let Some(gap) = missing(
-            required_training,
-            |module| module_state(self.modules.get(module).copied(), &completions(module), now),
-            |at| from_ms(at).date().to_string(),
-        ) {
+        if let Some(gap) = self.training_gap(required_training, now) {
             return Err(gap);
         }
         let relevant: Vec<&RequestRows> = self

@@ -289,10 +289,19 @@ impl WellLog {
         if records.is_empty() {
             return Ok(self.size());
         }
+        self.ask(|reply| Command::Replicate { records, reply })
+            .await
+    }
+
+    /// Hands the writer a command and waits for its answer.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command,
+    ) -> Result<T, LogError> {
         let (reply, answer) = oneshot::channel();
         self.shared
             .queue
-            .send(Command::Replicate { records, reply })
+            .send(command(reply))
             .await
             .map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
@@ -307,13 +316,7 @@ impl WellLog {
     /// the tree, every checkpoint and every proof stay valid; reading them
     /// gives no payload. Returns how many were erased now.
     pub async fn erase(&self, seqs: Vec<u64>) -> Result<u64, LogError> {
-        let (reply, answer) = oneshot::channel();
-        self.shared
-            .queue
-            .send(Command::Erase { seqs, reply })
-            .await
-            .map_err(|_| LogError::Closed)?;
-        answer.await.map_err(|_| LogError::Closed)?
+        self.ask(|reply| Command::Erase { seqs, reply }).await
     }
 
     /// Entries on disk.

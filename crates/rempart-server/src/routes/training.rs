@@ -1,14 +1,12 @@
 //! Security training: modules, completions, and who is current.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rempart_access::duration::format_duration;
 use rempart_access::labels::valid_label_part;
 use rempart_access::parse_duration;
-use rempart_access::training::{TrainingState, missing, module_state};
+use rempart_access::training::{TrainingState, module_state};
 use rempart_api::{
     CreateTrainingModule, ErrorBody, ModuleStatus, RecordTraining, TrainingModuleList,
     TrainingModuleView, TrainingRecorded, TrainingStatus, UserTraining,
@@ -173,26 +171,9 @@ pub async fn gap(state: &AppState, user: &str, now: i64) -> Result<Option<String
     if required.is_empty() {
         return Ok(None);
     }
-    let modules: BTreeMap<String, i64> = state
-        .store
-        .training_modules()
-        .await?
-        .into_iter()
-        .map(|m| (m.name, m.valid_for_ms))
-        .collect();
-    let records = state.store.training_records(Some(user)).await?;
-    let completions = |module: &str| -> Vec<i64> {
-        records
-            .iter()
-            .filter(|r| r.module == module)
-            .map(|r| r.completed_at_ms)
-            .collect()
-    };
-    Ok(missing(
-        required,
-        |module| module_state(modules.get(module).copied(), &completions(module), now),
-        |at| from_ms(at).date().to_string(),
-    ))
+    // The same reading (and cache) as grant checks: one answer everywhere.
+    let access = state.access_cache.user(&state.store, user, now).await?;
+    Ok(access.training_gap(required, now))
 }
 
 #[derive(Debug, Deserialize)]
