@@ -1,10 +1,14 @@
-//! Firewall policy as code (issue 5, being built): the policy language and
+//! Firewall policy as code (issue 5): the policy language and
 //! its resolution into hosts, groups, networks, services and rules, with
 //! every error naming its file, line and what is wrong.
 //!
 //! [`load`] reads one TOML file or every `*.toml` of a folder (in name
 //! order) as one policy; [`Policy`] is the resolved model the compiler and
-//! the analyses work on.
+//! the analyses work on: [`compile`] writes one host's nftables script,
+//! [`validate`] proves a ruleset read back from `nft -j` accepts exactly
+//! what the policy allows, [`check`] finds broken invariants,
+//! [`analysis`] answers who reaches what and how far an attacker spreads,
+//! and [`lint`] finds rules that do nothing or too much.
 #![forbid(unsafe_code)]
 
 pub mod analysis;

@@ -439,7 +439,9 @@ fn expand_group(
     Ok(members)
 }
 
-/// `host:NAME`, `group:NAME`, `network:NAME` or `internet`.
+/// `host:NAME`, `group:NAME`, `network:NAME`, `zone:NAME` (every address of
+/// the zone, such as the office's, whether or not a host is declared there)
+/// or `internet`.
 fn endpoint(
     r: &Resolver<'_>,
     f: usize,
@@ -456,7 +458,7 @@ fn endpoint(
     }
     let Some((kind, name)) = written.split_once(':') else {
         return Err(fail(format!(
-            "{written:?}: write host:NAME, group:NAME, network:NAME or internet"
+            "{written:?}: write host:NAME, group:NAME, network:NAME, zone:NAME or internet"
         )));
     };
     match kind {
@@ -483,8 +485,16 @@ fn endpoint(
                 nets: nets.clone(),
             })
             .ok_or_else(|| fail(format!("unknown network {name:?}"))),
+        "zone" => policy
+            .zones
+            .get(name)
+            .map(|nets| Endpoint::Networks {
+                name: written.clone(),
+                nets: nets.clone(),
+            })
+            .ok_or_else(|| fail(format!("unknown zone {name:?}"))),
         other => Err(fail(format!(
-            "{other:?}: write host:NAME, group:NAME, network:NAME or internet"
+            "{other:?}: write host:NAME, group:NAME, network:NAME, zone:NAME or internet"
         ))),
     }
 }

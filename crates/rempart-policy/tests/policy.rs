@@ -423,3 +423,38 @@ fn lint_finds_rules_that_do_nothing_or_too_much() {
         findings[0]
     );
 }
+
+/// `zone:NAME` is every address of a zone, declared host or not: the
+/// office's whole network can be named in a rule, and compiles to an
+/// interval set of the zone's CIDRs.
+#[test]
+fn a_zone_is_an_endpoint() {
+    let text = EXAMPLE.replacen("from = \"host:office-pc\"", "from = \"zone:office\"", 1);
+    let policy = parse(&[("dc.toml", &text)]).expect("parses");
+    let rule = &policy.rules[4];
+    let Endpoint::Networks { name, nets } = &rule.from else {
+        panic!("a zone is networks: {:?}", rule.from);
+    };
+    assert_eq!(name, "zone:office");
+    let office: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    assert_eq!(office, ["10.20.0.0/16", "fd20::/48"]);
+    let bastion = rempart_policy::compile(&policy, "bastion", time::macros::date!(2026 - 11 - 26))
+        .expect("compiles");
+    assert!(
+        bastion.script.contains("set zone_office_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.20.0.0/16 }"),
+        "{}",
+        bastion.script
+    );
+    assert!(
+        bastion
+            .script
+            .contains("ip saddr @zone_office_v4 tcp dport 22 accept"),
+        "{}",
+        bastion.script
+    );
+    refused(
+        "from = \"host:office-pc\"",
+        "from = \"zone:offices\"",
+        "unknown zone \"offices\"",
+    );
+}
