@@ -10,12 +10,18 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod ssh;
 
 pub use access::{
     ActionView, AdvanceClock, Approval, CreateRequest, CreateResource, CreateTrainingModule,
     GrantCheck, ModuleStatus, RecordTraining, Refusal, RequestList, RequestView, ResourceList,
     ResourceView, ReviewView, TrainingCompletion, TrainingModuleList, TrainingModuleView,
     TrainingRecorded, TrainingStatus, UserTraining,
+};
+
+pub use ssh::{
+    CreateSshCertificate, OpenSession, RecordingRef, RecordingStored, SessionGrant, SessionList,
+    SessionSummary, SessionView, SshAuthoritiesView, SshCertificate,
 };
 
 use rempart_core::{Identity, MachineName, MachineRole, Roles, UserName};

@@ -327,6 +327,82 @@ impl Client {
     }
 
     /// Sends JSON lines to the well-log; the answer says what is durable.
+    /// Signs the caller's public key for the bastion (`rempart login`).
+    pub async fn ssh_certificate(
+        &self,
+        request: &rempart_api::CreateSshCertificate,
+    ) -> Result<rempart_api::SshCertificate, ClientError> {
+        self.json(Method::POST, "/v1/ssh/certificates", Some(request))
+            .await
+    }
+
+    /// The deployment's SSH CAs' public keys.
+    pub async fn ssh_authorities(&self) -> Result<rempart_api::SshAuthoritiesView, ClientError> {
+        self.json(Method::GET, "/v1/ssh/authorities", None).await
+    }
+
+    /// The bastion asks to open a session: a grant check and, on a grant, a
+    /// session certificate for its key.
+    pub async fn open_session(
+        &self,
+        request: &rempart_api::OpenSession,
+    ) -> Result<rempart_api::SessionGrant, ClientError> {
+        self.json(Method::POST, "/v1/bastion/sessions", Some(request))
+            .await
+    }
+
+    /// The bastion stores a session's recording (asciicast v2), announcing
+    /// its SHA-256.
+    pub async fn store_recording(
+        &self,
+        session: &str,
+        name: &str,
+        sha256: &str,
+        content: Vec<u8>,
+    ) -> Result<rempart_api::RecordingStored, ClientError> {
+        let path = format!(
+            "/v1/sessions/{}/recordings/{}?sha256={}",
+            percent_encode(session),
+            percent_encode(name),
+            percent_encode(sha256)
+        );
+        let body = Some(("application/x-asciicast", content));
+        decode(self.send_bytes(Method::PUT, &path, body).await?).await
+    }
+
+    /// The bastion stores a session's summary (its recordings first).
+    pub async fn store_session(
+        &self,
+        summary: &rempart_api::SessionSummary,
+    ) -> Result<rempart_api::SessionView, ClientError> {
+        self.json(Method::POST, "/v1/sessions", Some(summary)).await
+    }
+
+    pub async fn list_sessions(&self, limit: u32) -> Result<rempart_api::SessionList, ClientError> {
+        self.json(Method::GET, &format!("/v1/sessions?limit={limit}"), None)
+            .await
+    }
+
+    pub async fn show_session(&self, id: &str) -> Result<rempart_api::SessionView, ClientError> {
+        let path = format!("/v1/sessions/{}", percent_encode(id));
+        self.json(Method::GET, &path, None).await
+    }
+
+    /// A recording's bytes, as stored.
+    pub async fn recording(&self, session: &str, name: &str) -> Result<Vec<u8>, ClientError> {
+        let path = format!(
+            "/v1/sessions/{}/recordings/{}",
+            percent_encode(session),
+            percent_encode(name)
+        );
+        let response = self.send(Method::GET, &path, None).await?;
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| ClientError::Decode(root_cause(&e)))
+    }
+
     pub async fn append_entries(&self, lines: Vec<u8>) -> Result<AppendResult, ClientError> {
         let body = Some(("application/x-ndjson", lines));
         decode(

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod ssh;
 mod template;
 mod values;
 
@@ -34,6 +35,7 @@ pub use access::{
     AccessSettings, AllowSetting, DurationSetting, LabelsSetting, PatternSetting, ThresholdSetting,
     WebhookSetting,
 };
+pub use ssh::SshSettings;
 pub use template::{DEFAULT_ORIGIN, default_toml};
 pub use values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 
@@ -52,6 +54,9 @@ pub struct Config {
     /// Optional: files written before it existed keep working.
     #[serde(default = "template::default_access")]
     pub access: AccessSettings,
+    /// Optional, as `access` is.
+    #[serde(default = "template::default_ssh")]
+    pub ssh: SshSettings,
     pub security_txt: SecurityTxt,
 }
 

@@ -11,7 +11,8 @@ use crate::access::{
 };
 use crate::values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 use crate::{
-    Config, HttpSettings, SecurityTxt, SyslogSettings, TlsSettings, TokenSettings, WellLogSettings,
+    Config, HttpSettings, SecurityTxt, SshSettings, SyslogSettings, TlsSettings, TokenSettings,
+    WellLogSettings,
 };
 
 const LISTEN: &str = "127.0.0.1:8443";
@@ -32,6 +33,19 @@ const INGEST_MEMORY_BYTES: i64 = 128 << 20;
 const MAX_ACCESS: &str = "8h";
 const PENDING_FOR: &str = "24h";
 const MIN_REASON_CHARS: i64 = 20;
+const USER_CERTIFICATE_MAX: &str = "8h";
+const SESSION_CERTIFICATE: &str = "5m";
+
+pub(crate) fn default_ssh() -> SshSettings {
+    let duration = |text: &str| {
+        DurationSetting::try_from(text.to_owned())
+            .unwrap_or_else(|_| unreachable!("the default durations parse"))
+    };
+    SshSettings {
+        user_certificate_max: duration(USER_CERTIFICATE_MAX),
+        session_certificate: duration(SESSION_CERTIFICATE),
+    }
+}
 
 pub(crate) fn default_access() -> AccessSettings {
     let duration = |text: &str| {
@@ -112,6 +126,7 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
             udp: OptionalAddr(None),
         },
         access: default_access(),
+        ssh: default_ssh(),
         security_txt: SecurityTxt {
             contact: ContactUri::try_from(CONTACT.to_owned())
                 .into_iter()
@@ -234,6 +249,14 @@ labels = {{}}
 [[access.threshold]]
 labels = {{ data = "pii" }}
 approvals = 2
+
+[ssh]
+# `rempart login` gets an OpenSSH user certificate for the bastion, valid at
+# most this long (1m to 24h).
+user_certificate_max = "{USER_CERTIFICATE_MAX}"
+# The bastion logs in to a target with a certificate of its own per session,
+# valid this long (1m to 1h): only the connection's setup needs it.
+session_certificate = "{SESSION_CERTIFICATE}"
 
 [security_txt]
 # Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.

@@ -9,12 +9,12 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
-use crate::routes::{access, log, machines, meta, training, users};
+use crate::routes::{access, log, machines, meta, sessions, ssh, training, users};
 
 const LOG_ENTRIES: &str = "/v1/log/entries";
 use crate::state::AppState;
@@ -61,6 +61,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/access/requests/{id}/cancel", post(access::cancel))
         .route("/v1/grants/check", get(access::check_grant))
         .route("/v1/danger/clock", post(access::advance_clock))
+        .route("/v1/ssh/authorities", get(ssh::authorities))
+        .route("/v1/ssh/certificates", post(ssh::create_certificate))
+        .route("/v1/bastion/sessions", post(ssh::open_session))
+        .route(
+            "/v1/sessions",
+            get(sessions::list_sessions).post(sessions::store_session),
+        )
+        .route("/v1/sessions/{id}", get(sessions::show_session))
+        .route(
+            "/v1/sessions/{id}/recordings/{name}",
+            put(sessions::store_recording)
+                .layer(DefaultBodyLimit::max(batch_limit))
+                .get(sessions::get_recording),
+        )
         .route(
             "/v1/training/modules",
             get(training::list_modules).post(training::create_module),
@@ -91,7 +105,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(
             move |request: Request, next: Next| {
                 // Batches of well-log entries have their own, larger limit.
-                let limit = if request.uri().path() == LOG_ENTRIES {
+                let limit = if takes_large_body(request.uri().path()) {
                     batch_limit
                 } else {
                     body_limit
@@ -180,6 +194,12 @@ async fn receive_small_bodies(request: Request, next: Next) -> Response {
         _ => request,
     };
     next.run(request).await
+}
+
+/// The routes whose bodies may exceed `http.max_body_bytes`, up to
+/// `welllog.max_batch_bytes`: batches of entries, and session recordings.
+fn takes_large_body(path: &str) -> bool {
+    path == LOG_ENTRIES || (path.starts_with("/v1/sessions/") && path.contains("/recordings/"))
 }
 
 async fn not_found() -> ApiError {

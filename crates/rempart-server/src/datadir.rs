@@ -251,6 +251,8 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
         .create(dir.welllog())
         .with_context(|| format!("creating {}", dir.welllog().display()))?;
     rempart_welllog::checkpoints::load_or_create_signer(&dir.welllog(), &origin)?;
+    // The SSH CAs too, so that every node copied from here signs alike.
+    crate::ssh_ca::SshAuthorities::load_or_create(dir.root())?;
 
     let store = open_store(dir, &config.store, false).await?;
     if !store.list_users().await?.is_empty() {
@@ -328,6 +330,8 @@ pub fn check_private_files(dir: &DataDir) -> Result<()> {
         dir.root().join("rempart.db-wal"),
         dir.root().join("rempart.db-shm"),
         dir.welllog().join("signing.key"),
+        crate::ssh_ca::user_ca_path(dir.root()),
+        crate::ssh_ca::host_access_ca_path(dir.root()),
     ];
     for private in optional.iter().filter(|p| p.exists()) {
         check_private(private)?;

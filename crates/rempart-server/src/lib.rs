@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod retention;
 pub mod routes;
 pub mod shared_log;
+pub mod ssh_ca;
 pub mod state;
 pub mod syslog;
 
@@ -151,6 +152,7 @@ pub async fn serve(
         clock: Arc::new(clock::Clock::new(options.danger_test_clock)),
         notifier,
         access_cache: Arc::new(grants::AccessCache::new(store.caches_identities())),
+        ssh: ssh_ca::SshAuthorities::load_or_create(dir.root())?,
     });
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

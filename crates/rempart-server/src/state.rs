@@ -49,6 +49,8 @@ pub struct Shared {
     pub access_rules: Arc<rempart_access::Rules>,
     /// Memory shared by the well-log batches being handled (back-pressure).
     pub ingest_budget: Arc<crate::budget::IngestBudget>,
+    /// The SSH user and host-access CAs (`ssh_ca`).
+    pub ssh: crate::ssh_ca::SshAuthorities,
 }
 
 /// The rules of `[access]`, with the ticket pattern compiled (it was checked

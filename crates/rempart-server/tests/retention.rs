@@ -69,6 +69,7 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         clock: Arc::new(rempart_server::clock::Clock::new(false)),
         notifier: rempart_server::notify::Notifier::none(),
         access_cache: Arc::new(rempart_server::grants::AccessCache::new(false)),
+        ssh: rempart_server::ssh_ca::SshAuthorities::load_or_create(dir.path()).expect("ssh CAs"),
         access_rules: Arc::new(
             rempart_server::state::access_rules(&rempart_config::Config::defaults(now).access)
                 .expect("rules"),

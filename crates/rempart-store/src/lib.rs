@@ -46,6 +46,7 @@ mod cache;
 mod error;
 mod machines;
 mod migrate;
+mod sessions;
 mod users;
 mod welllog;
 
@@ -63,6 +64,7 @@ use cache::IdentityCache;
 pub use error::StoreError;
 pub use machines::{Machine, NewMachine};
 use rempart_core::Secret;
+pub use sessions::{RecordingInfo, SshSession, Stored};
 pub use users::{NewUser, User};
 pub use welllog::{Notice, Notifications, Sequencer, SharedEntry};
 

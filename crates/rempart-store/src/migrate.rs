@@ -35,6 +35,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_access.sql"),
         postgres: include_str!("../migrations/postgres/0003_access.sql"),
     },
+    Migration {
+        version: 4,
+        name: "ssh_sessions",
+        sqlite: include_str!("../migrations/sqlite/0004_ssh_sessions.sql"),
+        postgres: include_str!("../migrations/postgres/0004_ssh_sessions.sql"),
+    },
 ];
 
 /// The key of the PostgreSQL advisory lock that serialises migration runs of

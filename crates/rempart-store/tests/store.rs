@@ -72,6 +72,7 @@ on_both_backends!(
         requests_keep_their_rows_in_order,
         concurrent_reviews_cross_the_threshold_once,
         training_is_recorded_all_or_nothing,
+        sessions_and_recordings_are_kept_as_sent,
     ],
     fresh: [
         two_stores_opened_together_share_the_database,
@@ -592,7 +593,8 @@ async fn migrations_are_idempotent(db: Db) {
         [
             (1, "identities".to_owned()),
             (2, "welllog_shared".to_owned()),
-            (3, "access".to_owned())
+            (3, "access".to_owned()),
+            (4, "ssh_sessions".to_owned())
         ]
     );
     conn.close().await.expect("close");
@@ -610,7 +612,7 @@ async fn newer_schema_is_refused(db: Db) {
             assert_eq!(version, 9999);
             assert_eq!(
                 detail,
-                "database schema version 9999 is newer than this rempart knows (3)"
+                "database schema version 9999 is newer than this rempart knows (4)"
             );
         }
         other => panic!("expected a migration error, got {other:?}"),
@@ -1625,4 +1627,96 @@ async fn training_is_recorded_all_or_nothing(db: Db) {
             .expect("records"),
         vec![record("alice", "security-basics")]
     );
+}
+
+/// A recording is stored once (the same again is a retry, other content a
+/// conflict), binary-safe; a session's summary likewise.
+async fn sessions_and_recordings_are_kept_as_sent(db: Db) {
+    use rempart_store::{RecordingInfo, SshSession, Stored};
+    let content: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let info = RecordingInfo {
+        session: "s-0123456789abcdef".into(),
+        name: "s-0123456789abcdef-0".into(),
+        sha256: "aa".repeat(32),
+        size: 70_000,
+    };
+    let store = &db.store;
+    assert_eq!(
+        store
+            .add_recording(&info, &content, "machine:bastion-1", 1)
+            .await
+            .expect("stored"),
+        Stored::New
+    );
+    assert_eq!(
+        store
+            .add_recording(&info, &content, "machine:bastion-1", 2)
+            .await
+            .expect("again"),
+        Stored::Again
+    );
+    let other = RecordingInfo {
+        sha256: "bb".repeat(32),
+        ..info.clone()
+    };
+    assert!(matches!(
+        store
+            .add_recording(&other, b"other", "machine:bastion-1", 3)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store
+            .recording_content(&info.session, &info.name)
+            .await
+            .expect("read"),
+        Some(content)
+    );
+    assert_eq!(
+        store.recordings_of(&info.session).await.expect("list"),
+        [info.clone()]
+    );
+    let session = SshSession {
+        id: info.session.clone(),
+        user: "alice".into(),
+        target: "db-1".into(),
+        grant: "1".into(),
+        bastion: "machine:bastion-1".into(),
+        client: "127.0.0.1:5000".into(),
+        started_at_ms: 10,
+        ended_at_ms: 20,
+        reason: "the user closed the connection".into(),
+        bytes_from_user: 3,
+        bytes_to_user: 4,
+        received_at_ms: 30,
+    };
+    assert_eq!(
+        store.add_ssh_session(&session).await.expect("stored"),
+        Stored::New
+    );
+    let retry = SshSession {
+        received_at_ms: 40,
+        ..session.clone()
+    };
+    assert_eq!(
+        store.add_ssh_session(&retry).await.expect("again"),
+        Stored::Again
+    );
+    let changed = SshSession {
+        reason: "something else".into(),
+        ..session.clone()
+    };
+    assert!(matches!(
+        store.add_ssh_session(&changed).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store.list_ssh_sessions(10).await.expect("list"),
+        [session.clone()]
+    );
+    assert_eq!(
+        store.ssh_session(&session.id).await.expect("get"),
+        Some(session)
+    );
+    assert_eq!(store.ssh_session("s-none").await.expect("get"), None);
 }

@@ -4,6 +4,8 @@ pub mod access;
 pub mod log;
 pub mod machines;
 pub mod meta;
+pub mod sessions;
+pub mod ssh;
 pub mod training;
 pub mod users;
 

@@ -9,6 +9,8 @@ mod machines;
 mod output;
 mod policy;
 mod server;
+mod sessions;
+mod ssh;
 mod training;
 mod users;
 
@@ -65,6 +67,19 @@ pub enum Command {
     /// Firewall policy as code: check, compile.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Get an OpenSSH certificate for the bastion, on your Ed25519 key.
+    Login(ssh::LoginArgs),
+    /// Connect to a host through the bastion with the stock ssh.
+    Ssh(ssh::SshArgs),
+    /// Bastion sessions: list, show, play and export their recordings.
+    #[command(subcommand)]
+    Session(sessions::SessionCommand),
+    /// Run the bastion: SSH in, grant checked, session to the target, recorded and logged.
+    Bastion {
+        /// The bastion's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show who the server sees you as.
     Whoami {
         #[arg(long)]
@@ -80,7 +95,7 @@ pub enum Command {
 impl Command {
     /// The long-running command logs at `info` by default, one-shot ones at `warn`.
     pub fn is_service(&self) -> bool {
-        matches!(self, Command::Serve(_))
+        matches!(self, Command::Serve(_) | Command::Bastion { .. })
     }
 }
 
@@ -133,6 +148,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Grant(command) => access::run_grant(&cli.client, command).await,
         Command::Training(command) => training::run(&cli.client, command).await,
         Command::Policy(command) => policy::run(command),
+        Command::Login(args) => ssh::login(&cli.client, args).await,
+        Command::Ssh(args) => ssh::ssh(args),
+        Command::Session(command) => sessions::run(&cli.client, command).await,
+        Command::Bastion { config } => {
+            let config = rempart_bastion::BastionConfig::load(&config)?;
+            rempart_bastion::run(
+                config,
+                |address| println!("listening on {address}"),
+                server::shutdown_signal(),
+            )
+            .await
+        }
         Command::Whoami { json } => {
             let whoami = connect::client(&cli.client)?.whoami().await?;
             if json {

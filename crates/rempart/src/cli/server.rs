@@ -61,7 +61,7 @@ pub async fn serve(args: NodeArgs) -> Result<()> {
 }
 
 /// SIGTERM (service managers) or SIGINT (Ctrl-C) starts a graceful shutdown.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = match signal(SignalKind::terminate()) {
         Ok(signal) => signal,

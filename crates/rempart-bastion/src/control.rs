@@ -1,0 +1,73 @@
+//! The bastion's link to the control plane: mTLS with its machine identity
+//! (role bastion), through `rempart-client` only.
+
+use anyhow::{Context, Result};
+use rempart_api::{GrantCheck, OpenSession, SessionGrant};
+use rempart_client::{Client, ClientOptions};
+use rempart_core::Secret;
+
+use crate::config;
+
+#[derive(Debug, Clone)]
+pub struct ControlPlane {
+    client: Client,
+}
+
+impl ControlPlane {
+    pub fn connect(settings: &config::ControlPlane) -> Result<ControlPlane> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the {what} {}", path.display()))
+        };
+        let client = Client::new(ClientOptions {
+            server: settings.server.clone(),
+            ca_pem: read(&settings.ca_cert, "control plane's CA certificate")?,
+            token: None,
+            identity: Some((
+                read(&settings.cert, "machine certificate")?,
+                Secret::new(read(&settings.key, "machine key")?),
+            )),
+        })?;
+        Ok(ControlPlane { client })
+    }
+
+    /// The user CA's public key: the only issuer of certificates the
+    /// bastion accepts.
+    pub async fn user_ca(&self) -> Result<String> {
+        Ok(self.client.ssh_authorities().await?.user_ca)
+    }
+
+    pub async fn open_session(&self, request: &OpenSession) -> Result<SessionGrant> {
+        Ok(self.client.open_session(request).await?)
+    }
+
+    pub async fn check_grant(&self, user: &str, target: &str) -> Result<GrantCheck> {
+        Ok(self
+            .client
+            .check_grant(user, &format!("host:{target}"))
+            .await?)
+    }
+
+    pub async fn store_recording(
+        &self,
+        session: &str,
+        name: &str,
+        sha256: &str,
+        content: Vec<u8>,
+    ) -> Result<()> {
+        self.client
+            .store_recording(session, name, sha256, content)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn store_session(&self, summary: &rempart_api::SessionSummary) -> Result<()> {
+        self.client.store_session(summary).await?;
+        Ok(())
+    }
+
+    pub async fn append(&self, lines: Vec<u8>) -> Result<()> {
+        self.client.append_entries(lines).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,326 @@
+//! Rempart's bastion (issue 6): the only way into servers.
+//!
+//! It terminates the user's SSH connection ([`server`]), accepts only
+//! certificates from the deployment's user CA, checks the grant for
+//! `host:TARGET` with the control plane on every connection, then opens its
+//! own connection to the target's stock sshd ([`upstream`]) with a
+//! per-session certificate the control plane signed after that check.
+//! Channels are relayed ([`relay`]) with PTY sessions recorded as asciicast
+//! ([`recording`]) and every step sent to the well-log ([`events`]); a
+//! session ends within seconds of its grant ending or being revoked
+//! ([`watch`]).
+//!
+//! Architecture invariants: the bastion holds no CA key (a compromised
+//! bastion cannot mint access); when a grant cannot be checked, the
+//! connection is refused; nothing the user sends reaches a target before
+//! the grant check passed.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod control;
+pub mod events;
+pub mod recording;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod ship;
+pub mod upstream;
+pub mod watch;
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use russh::keys::ssh_key::Fingerprint;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::{HashAlg, PrivateKey, PublicKey};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+pub use config::BastionConfig;
+use control::ControlPlane;
+use events::Events;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Bastion {
+    pub config: BastionConfig,
+    pub control: ControlPlane,
+    pub events: Events,
+    user_ca: RwLock<Option<Fingerprint>>,
+    /// Wakes the shipper when a session ended.
+    pub ship_now: tokio::sync::Notify,
+}
+
+impl Bastion {
+    /// The user CA's fingerprint, once the control plane has told it.
+    pub fn user_ca(&self) -> Option<Fingerprint> {
+        *self.user_ca.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.config.state_dir.join("recordings")
+    }
+}
+
+/// The bastion's host key (Ed25519, made on first start, mode 0600).
+fn host_key(state_dir: &Path) -> Result<PrivateKey> {
+    let path = state_dir.join("host_key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return PrivateKey::from_openssh(text.as_bytes())
+            .with_context(|| format!("{}: not an OpenSSH private key", path.display()));
+    }
+    let key = upstream::session_key()?;
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .context("encoding the host key")?;
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    let public = key.public_key().to_openssh().unwrap_or_default();
+    std::fs::write(state_dir.join("host_key.pub"), format!("{public}\n"))?;
+    tracing::info!(fingerprint = %key.fingerprint(HashAlg::Sha256), "made the bastion's host key");
+    Ok(key)
+}
+
+fn ssh_config(key: PrivateKey) -> russh::server::Config {
+    russh::server::Config {
+        server_id: russh::SshId::Standard("SSH-2.0-Rempart_bastion".into()),
+        methods: russh::MethodSet::from(&[russh::MethodKind::PublicKey][..]),
+        keys: vec![key],
+        preferred: upstream::preferred(),
+        // OpenSSH asks with "none" first: answering at once keeps the
+        // connection setup short; real refusals still take a constant time.
+        auth_rejection_time: Duration::from_millis(200),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        max_auth_attempts: 6,
+        inactivity_timeout: Some(Duration::from_secs(3600)),
+        keepalive_interval: Some(Duration::from_secs(30)),
+        keepalive_max: 4,
+        window_size: 2 * 1024 * 1024,
+        maximum_packet_size: 32_768,
+        nodelay: true,
+        ..russh::server::Config::default()
+    }
+}
+
+/// Learns the user CA from the control plane, and again every five
+/// minutes; until it is known, every login is refused.
+fn follow_user_ca(bastion: Arc<Bastion>) {
+    tokio::spawn(async move {
+        loop {
+            let wait = match bastion.control.user_ca().await {
+                Ok(line) => match PublicKey::from_openssh(&line) {
+                    Ok(key) => {
+                        *bastion.user_ca.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some(key.fingerprint(HashAlg::Sha256));
+                        Duration::from_secs(300)
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "the control plane's user CA does not parse");
+                        Duration::from_secs(5)
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot learn the user CA yet; logins are refused until then");
+                    Duration::from_secs(2)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    });
+}
+
+/// Runs the bastion until `shutdown` completes. `on_listening` is told the
+/// bound address (tests bind port 0).
+pub async fn run(
+    config: BastionConfig,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let key = host_key(&config.state_dir)?;
+    let control = ControlPlane::connect(&config.control_plane)?;
+    let events = Events::start(control.clone(), &config.state_dir);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let bastion = Arc::new(Bastion {
+        config,
+        control,
+        events,
+        user_ca: RwLock::new(None),
+        ship_now: tokio::sync::Notify::new(),
+    });
+    follow_user_ca(bastion.clone());
+    ship::start(bastion.clone());
+    let ssh = Arc::new(ssh_config(key));
+    tracing::info!(%address, "bastion listening");
+    on_listening(address);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many connections: refused");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let bastion = bastion.clone();
+        let ssh = ssh.clone();
+        tokio::spawn(async move {
+            let outcome = Arc::new(Mutex::new(None));
+            let refusals = Arc::new(Mutex::new(server::Refusals::default()));
+            let handler = server::Connection::new(
+                bastion.clone(),
+                Some(peer),
+                outcome.clone(),
+                refusals.clone(),
+            );
+            match russh::server::run_stream(ssh, stream, handler).await {
+                Ok(running) => {
+                    if let Err(err) = running.await {
+                        tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+                    }
+                }
+                Err(err) => tracing::debug!(%peer, error = %err, "ssh handshake failed"),
+            }
+            let session = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(session) = session {
+                end_session(&bastion, &session).await;
+            } else {
+                let refusals =
+                    std::mem::take(&mut *refusals.lock().unwrap_or_else(|e| e.into_inner()));
+                server::report_refusal(&bastion, Some(peer), &refusals).await;
+            }
+            drop(permit);
+        });
+    }
+    tracing::info!("bastion stopped");
+    Ok(())
+}
+
+/// After the user's connection closed: the relays finish (and with them
+/// the recordings), the target connection closes, and the end event says
+/// how it went.
+async fn end_session(bastion: &Bastion, session: &session::Session) {
+    let reason = session
+        .cut_reason()
+        .unwrap_or_else(|| "the user closed the connection".to_owned());
+    session
+        .closed
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    session.end(reason.clone());
+    let _ = session
+        .upstream
+        .disconnect(russh::Disconnect::ByApplication, "session over", "en")
+        .await;
+    let relays: Vec<_> =
+        std::mem::take(&mut *session.relays.lock().unwrap_or_else(|e| e.into_inner()));
+    for relay in relays {
+        let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
+    }
+    let recordings: Vec<_> = session
+        .recordings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|r| {
+            json!({
+                "sha256": r.sha256,
+                "bytes": r.bytes,
+                "name": r.path.file_stem().map(|n| n.to_string_lossy().into_owned()),
+            })
+        })
+        .collect();
+    let mut fields = session.fields();
+    let duration = OffsetDateTime::now_utc() - session.started;
+    fields.insert("reason".into(), json!(reason));
+    fields.insert(
+        "bytes_from_user".into(),
+        json!(
+            session
+                .bytes_from_user
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+    fields.insert(
+        "bytes_to_user".into(),
+        json!(
+            session
+                .bytes_to_user
+                .load(std::sync::atomic::Ordering::Relaxed)
+        ),
+    );
+    fields.insert("duration_ms".into(), json!(duration.whole_milliseconds()));
+    fields.insert("recordings".into(), json!(recordings));
+    bastion
+        .events
+        .emit("ssh.session.end", "success", fields.into())
+        .await;
+    let summary = rempart_api::SessionSummary {
+        id: session.id.clone(),
+        user: session.user.clone(),
+        target: session.target.name.clone(),
+        grant: session.grant.clone(),
+        client: session.client.map(|c| c.to_string()).unwrap_or_default(),
+        started_at: session.started,
+        ended_at: OffsetDateTime::now_utc(),
+        reason: reason.clone(),
+        bytes_from_user: session
+            .bytes_from_user
+            .load(std::sync::atomic::Ordering::Relaxed),
+        bytes_to_user: session
+            .bytes_to_user
+            .load(std::sync::atomic::Ordering::Relaxed),
+        recordings: session
+            .recordings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| rempart_api::RecordingRef {
+                name: r
+                    .path
+                    .file_stem()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: r.sha256.clone(),
+                bytes: r.bytes,
+            })
+            .collect(),
+    };
+    match ship::enqueue(&bastion.config.state_dir, &summary) {
+        Ok(()) => bastion.ship_now.notify_one(),
+        Err(err) => {
+            tracing::error!(session = %session.id, error = %format!("{err:#}"), "the session's summary could not be queued")
+        }
+    }
+    tracing::info!(session = %session.id, %reason, "session ended");
+}

@@ -1,0 +1,169 @@
+//! PTY sessions recorded as asciicast v2: a header line, then one JSON
+//! array per event, `[seconds, "o"|"i"|"r", data]` (output, input,
+//! resize "COLSxROWS"). Written to the bastion's disk as the session goes,
+//! so a recording survives the control plane being away; its SHA-256 goes
+//! into the session-end event of the well-log.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug)]
+pub struct Recorder {
+    path: PathBuf,
+    file: BufWriter<std::fs::File>,
+    started: Instant,
+    /// Bytes of an output UTF-8 sequence cut between two reads.
+    output_tail: Vec<u8>,
+    input_tail: Vec<u8>,
+    failed: bool,
+}
+
+/// A finished recording.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+impl Recorder {
+    pub fn create(
+        dir: &Path,
+        session: &str,
+        width: u32,
+        height: u32,
+        term: &str,
+        title: &str,
+    ) -> std::io::Result<Recorder> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{session}.cast"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let mut file = BufWriter::new(file);
+        let header = json!({
+            "version": 2,
+            "width": width,
+            "height": height,
+            "timestamp": time::OffsetDateTime::now_utc().unix_timestamp(),
+            "title": title,
+            "env": { "TERM": term },
+        });
+        serde_json::to_writer(&mut file, &header)?;
+        file.write_all(b"\n")?;
+        Ok(Recorder {
+            path,
+            file,
+            started: Instant::now(),
+            output_tail: Vec::new(),
+            input_tail: Vec::new(),
+            failed: false,
+        })
+    }
+
+    pub fn output(&mut self, data: &[u8]) {
+        let text = take_text(&mut self.output_tail, data);
+        self.event("o", &text);
+    }
+
+    pub fn input(&mut self, data: &[u8]) {
+        let text = take_text(&mut self.input_tail, data);
+        self.event("i", &text);
+    }
+
+    pub fn resize(&mut self, width: u32, height: u32) {
+        self.event("r", &format!("{width}x{height}"));
+    }
+
+    fn event(&mut self, code: &str, data: &str) {
+        if data.is_empty() || self.failed {
+            return;
+        }
+        let at = self.started.elapsed().as_secs_f64();
+        let written = serde_json::to_writer(&mut self.file, &json!([at, code, data]))
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.file.write_all(b"\n"));
+        if let Err(err) = written {
+            // The session goes on; the end event says the recording failed.
+            tracing::error!(error = %err, path = %self.path.display(), "recording: write failed");
+            self.failed = true;
+        }
+    }
+
+    /// Flushes, syncs and hashes the file. An error if any write failed.
+    pub fn finish(mut self) -> std::io::Result<Recorded> {
+        let tail = std::mem::take(&mut self.output_tail);
+        self.event("o", &String::from_utf8_lossy(&tail));
+        if self.failed {
+            return Err(std::io::Error::other("a write to the recording failed"));
+        }
+        self.file.flush()?;
+        self.file.get_ref().sync_all()?;
+        let bytes = std::fs::read(&self.path)?;
+        Ok(Recorded {
+            sha256: hex(&Sha256::digest(&bytes)),
+            bytes: bytes.len() as u64,
+            path: self.path,
+        })
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text of `tail` + `data`, keeping back an incomplete UTF-8 sequence
+/// at the end for the next read; invalid bytes become U+FFFD.
+fn take_text(tail: &mut Vec<u8>, data: &[u8]) -> String {
+    tail.extend_from_slice(data);
+    let cut = match std::str::from_utf8(tail) {
+        Ok(_) => tail.len(),
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => tail.len(),
+    };
+    let text = String::from_utf8_lossy(&tail[..cut]).into_owned();
+    tail.drain(..cut);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_cut_between_reads_is_kept_whole() {
+        let mut tail = Vec::new();
+        let e_acute = "é".as_bytes();
+        assert_eq!(take_text(&mut tail, &[b'a', e_acute[0]]), "a");
+        assert_eq!(take_text(&mut tail, &[e_acute[1], b'b']), "éb");
+        assert_eq!(take_text(&mut tail, &[0xff, b'c']), "\u{fffd}c");
+    }
+
+    #[test]
+    fn an_asciicast_v2_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut recorder =
+            Recorder::create(dir.path(), "s1", 80, 24, "xterm", "alice on db-1").expect("made");
+        recorder.output(b"$ ");
+        recorder.input(b"ls\r");
+        recorder.resize(100, 30);
+        let done = recorder.finish().expect("finished");
+        let text = std::fs::read_to_string(&done.path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0]["version"], 2);
+        assert_eq!(lines[0]["width"], 80);
+        assert_eq!(lines[1][1], "o");
+        assert_eq!(lines[1][2], "$ ");
+        assert_eq!(lines[2][1], "i");
+        assert_eq!(lines[3][2], "100x30");
+        assert_eq!(done.sha256, hex(&Sha256::digest(text.as_bytes())));
+    }
+}

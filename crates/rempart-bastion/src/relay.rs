@@ -1,0 +1,314 @@
+//! Moving one channel's traffic between the user and the target, both ways,
+//! with what the record needs taken on the way: PTY output, input and
+//! resizes for the recording, commands for `ssh.exec`, byte counts.
+//!
+//! Each direction is its own task, so a full window on one side never
+//! stalls the other; flow control passes through (a write waits for the
+//! receiver's window).
+
+use std::sync::{Arc, Mutex};
+
+use russh::server::Handle;
+use russh::{Channel, ChannelMsg, client, server};
+use serde_json::json;
+
+use crate::Bastion;
+use crate::recording::Recorder;
+use crate::session::Session;
+
+/// What the user asked of the channel's terminal, for the recording.
+#[derive(Debug, Clone)]
+struct Pty {
+    term: String,
+    width: u32,
+    height: u32,
+}
+
+type SharedRecorder = Arc<Mutex<Option<Recorder>>>;
+
+fn with_recorder(recorder: &SharedRecorder, f: impl FnOnce(&mut Recorder)) {
+    if let Some(r) = recorder.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        f(r);
+    }
+}
+
+/// Relays a session channel (shell, exec, subsystem) until either side
+/// closes it, then finishes its recording.
+pub async fn session_channel(
+    bastion: Arc<Bastion>,
+    session: Arc<Session>,
+    handle: Handle,
+    user_channel: Channel<server::Msg>,
+    target_channel: Channel<client::Msg>,
+) {
+    let id = user_channel.id();
+    let (mut from_user, to_user) = user_channel.split();
+    let (mut from_target, to_target) = target_channel.split();
+    let recorder: SharedRecorder = Arc::new(Mutex::new(None));
+
+    let upward = {
+        let session = session.clone();
+        let recorder = recorder.clone();
+        let bastion = bastion.clone();
+        async move {
+            let mut pty: Option<Pty> = None;
+            while let Some(message) = from_user.wait().await {
+                let sent = match message {
+                    ChannelMsg::Data { data } => {
+                        session.count_from_user(data.len());
+                        with_recorder(&recorder, |r| r.input(&data));
+                        to_target.data_bytes(data).await
+                    }
+                    ChannelMsg::ExtendedData { data, ext } => {
+                        session.count_from_user(data.len());
+                        to_target.extended_data_bytes(ext, data).await
+                    }
+                    ChannelMsg::Eof => to_target.eof().await,
+                    ChannelMsg::Close => {
+                        let _ = to_target.close().await;
+                        break;
+                    }
+                    ChannelMsg::RequestPty {
+                        term,
+                        col_width,
+                        row_height,
+                        pix_width,
+                        pix_height,
+                        terminal_modes,
+                        ..
+                    } => {
+                        pty = Some(Pty {
+                            term: term.clone(),
+                            width: col_width,
+                            height: row_height,
+                        });
+                        to_target
+                            .request_pty(
+                                true,
+                                &term,
+                                col_width,
+                                row_height,
+                                pix_width,
+                                pix_height,
+                                &terminal_modes,
+                            )
+                            .await
+                    }
+                    ChannelMsg::RequestShell { .. } => {
+                        start_recording(&bastion, &session, &recorder, pty.as_ref(), "shell");
+                        to_target.request_shell(true).await
+                    }
+                    ChannelMsg::Exec { command, .. } => {
+                        let text = String::from_utf8_lossy(&command).into_owned();
+                        let mut fields = session.fields();
+                        fields.insert("command".into(), json!(text));
+                        fields.insert("pty".into(), json!(pty.is_some()));
+                        bastion
+                            .events
+                            .emit("ssh.exec", "success", fields.into())
+                            .await;
+                        start_recording(&bastion, &session, &recorder, pty.as_ref(), &text);
+                        to_target.exec(true, command).await
+                    }
+                    ChannelMsg::RequestSubsystem { name, .. } => {
+                        let mut fields = session.fields();
+                        fields.insert("subsystem".into(), json!(name));
+                        bastion
+                            .events
+                            .emit("ssh.subsystem", "success", fields.into())
+                            .await;
+                        to_target.request_subsystem(true, &name).await
+                    }
+                    ChannelMsg::WindowChange {
+                        col_width,
+                        row_height,
+                        pix_width,
+                        pix_height,
+                    } => {
+                        with_recorder(&recorder, |r| r.resize(col_width, row_height));
+                        to_target
+                            .window_change(col_width, row_height, pix_width, pix_height)
+                            .await
+                    }
+                    ChannelMsg::Signal { signal } => to_target.signal(signal).await,
+                    ChannelMsg::SetEnv {
+                        variable_name,
+                        variable_value,
+                        ..
+                    } => {
+                        to_target
+                            .set_env(false, variable_name, variable_value)
+                            .await
+                    }
+                    // Agent and X11 forwarding stay off: the handler refused them.
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+
+    let downward = {
+        let session = session.clone();
+        let recorder = recorder.clone();
+        let handle = handle.clone();
+        async move {
+            while let Some(message) = from_target.wait().await {
+                let sent = match message {
+                    ChannelMsg::Data { data } => {
+                        session.count_to_user(data.len());
+                        with_recorder(&recorder, |r| r.output(&data));
+                        to_user.data_bytes(data).await
+                    }
+                    ChannelMsg::ExtendedData { data, ext } => {
+                        session.count_to_user(data.len());
+                        with_recorder(&recorder, |r| r.output(&data));
+                        to_user.extended_data_bytes(ext, data).await
+                    }
+                    ChannelMsg::Eof => to_user.eof().await,
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        to_user.exit_status(exit_status).await
+                    }
+                    ChannelMsg::ExitSignal {
+                        signal_name,
+                        core_dumped,
+                        error_message,
+                        lang_tag,
+                    } => handle
+                        .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                        .await
+                        .map_err(|()| russh::Error::SendError),
+                    ChannelMsg::Success => handle
+                        .channel_success(id)
+                        .await
+                        .map_err(|()| russh::Error::SendError),
+                    ChannelMsg::Failure => handle
+                        .channel_failure(id)
+                        .await
+                        .map_err(|()| russh::Error::SendError),
+                    ChannelMsg::Close => {
+                        let _ = to_user.close().await;
+                        break;
+                    }
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+
+    // Either side ending ends the channel; the other side is told.
+    let up = tokio::spawn(upward);
+    let down = tokio::spawn(downward);
+    let _ = tokio::join!(up, down);
+    session
+        .channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    let finished = recorder
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .map(Recorder::finish);
+    match finished {
+        Some(Ok(recorded)) => session
+            .recordings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(recorded),
+        Some(Err(err)) => {
+            tracing::error!(session = %session.id, error = %err, "the recording could not be finished")
+        }
+        None => {}
+    }
+}
+
+fn start_recording(
+    bastion: &Bastion,
+    session: &Session,
+    recorder: &SharedRecorder,
+    pty: Option<&Pty>,
+    what: &str,
+) {
+    let Some(pty) = pty else {
+        return;
+    };
+    let mut slot = recorder.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_some() {
+        return;
+    }
+    let name = format!("{}-{}", session.id, session.recordings_started());
+    let title = format!("{} on {}: {what}", session.user, session.target.name);
+    match Recorder::create(
+        &bastion.recordings_dir(),
+        &name,
+        pty.width,
+        pty.height,
+        &pty.term,
+        &title,
+    ) {
+        Ok(r) => *slot = Some(r),
+        Err(err) => {
+            // Fail closed: a PTY session that cannot be recorded does not go on.
+            tracing::error!(session = %session.id, error = %err, "cannot record: the session is cut");
+            session.end(format!("the bastion cannot record this session ({err})"));
+        }
+    }
+}
+
+/// Relays a forwarded TCP connection (direct-tcpip) both ways.
+pub async fn forward_channel(
+    session: Arc<Session>,
+    user_channel: Channel<server::Msg>,
+    target_channel: Channel<client::Msg>,
+) {
+    let (mut from_user, to_user) = user_channel.split();
+    let (mut from_target, to_target) = target_channel.split();
+    let upward = {
+        let session = session.clone();
+        async move {
+            while let Some(message) = from_user.wait().await {
+                let sent = match message {
+                    ChannelMsg::Data { data } => {
+                        session.count_from_user(data.len());
+                        to_target.data_bytes(data).await
+                    }
+                    ChannelMsg::Eof => to_target.eof().await,
+                    ChannelMsg::Close => {
+                        let _ = to_target.close().await;
+                        break;
+                    }
+                    _ => Ok(()),
+                };
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+    let downward = async move {
+        while let Some(message) = from_target.wait().await {
+            let sent = match message {
+                ChannelMsg::Data { data } => {
+                    session.count_to_user(data.len());
+                    to_user.data_bytes(data).await
+                }
+                ChannelMsg::Eof => to_user.eof().await,
+                ChannelMsg::Close => {
+                    let _ = to_user.close().await;
+                    break;
+                }
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::join!(tokio::spawn(upward), tokio::spawn(downward));
+}
