@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::Bastion;
 use crate::recording::Recorder;
 use crate::session::Session;
+use rempart_sftp::{Observer, Operation};
 
 /// What the user asked of the channel's terminal, for the recording.
 #[derive(Debug, Clone)]
@@ -25,6 +26,50 @@ struct Pty {
 }
 
 type SharedRecorder = Arc<Mutex<Option<Recorder>>>;
+/// Set once the channel runs the sftp subsystem.
+type SharedSftp = Arc<Mutex<Option<Observer>>>;
+
+/// Sends `sftp.<kind>` events for finished operations.
+async fn log_sftp(bastion: &Bastion, session: &Session, operations: Vec<Operation>) {
+    for op in operations {
+        let mut fields = session.fields();
+        fields.insert("path".into(), json!(op.path));
+        if let Some(to) = op.to {
+            fields.insert("to".into(), json!(to));
+        }
+        if let Some(mode) = op.mode {
+            fields.insert("mode".into(), json!(mode));
+        }
+        if let Some(bytes) = op.bytes {
+            fields.insert("bytes".into(), json!(bytes));
+        }
+        if let Some(message) = op.message {
+            fields.insert("reason".into(), json!(message));
+        }
+        let outcome = if op.success { "success" } else { "failure" };
+        bastion
+            .events
+            .emit(&format!("sftp.{}", op.kind), outcome, fields.into())
+            .await;
+    }
+}
+
+/// An SFTP stream that cannot be followed is logged, and its channel ends.
+async fn sftp_broken(
+    bastion: &Bastion,
+    session: &Session,
+    handle: &Handle,
+    id: russh::ChannelId,
+    why: String,
+) {
+    let mut fields = session.fields();
+    fields.insert("reason".into(), json!(why));
+    bastion
+        .events
+        .emit("sftp.error", "failure", fields.into())
+        .await;
+    let _ = handle.close(id).await;
+}
 
 fn with_recorder(recorder: &SharedRecorder, f: impl FnOnce(&mut Recorder)) {
     if let Some(r) = recorder.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
@@ -45,11 +90,14 @@ pub async fn session_channel(
     let (mut from_user, to_user) = user_channel.split();
     let (mut from_target, to_target) = target_channel.split();
     let recorder: SharedRecorder = Arc::new(Mutex::new(None));
+    let sftp: SharedSftp = Arc::new(Mutex::new(None));
 
     let upward = {
         let session = session.clone();
         let recorder = recorder.clone();
         let bastion = bastion.clone();
+        let sftp = sftp.clone();
+        let handle = handle.clone();
         async move {
             let mut pty: Option<Pty> = None;
             while let Some(message) = from_user.wait().await {
@@ -57,6 +105,16 @@ pub async fn session_channel(
                     ChannelMsg::Data { data } => {
                         session.count_from_user(data.len());
                         with_recorder(&recorder, |r| r.input(&data));
+                        let followed = sftp
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                            .map(|o| o.from_user(&data));
+                        if let Some(Err(err)) = followed {
+                            sftp_broken(&bastion, &session, &handle, id, err.to_string()).await;
+                            let _ = to_target.close().await;
+                            break;
+                        }
                         to_target.data_bytes(data).await
                     }
                     ChannelMsg::ExtendedData { data, ext } => {
@@ -111,6 +169,10 @@ pub async fn session_channel(
                         to_target.exec(true, command).await
                     }
                     ChannelMsg::RequestSubsystem { name, .. } => {
+                        if name == "sftp" {
+                            *sftp.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(Observer::default());
+                        }
                         let mut fields = session.fields();
                         fields.insert("subsystem".into(), json!(name));
                         bastion
@@ -154,12 +216,27 @@ pub async fn session_channel(
         let session = session.clone();
         let recorder = recorder.clone();
         let handle = handle.clone();
+        let bastion = bastion.clone();
+        let sftp = sftp.clone();
         async move {
             while let Some(message) = from_target.wait().await {
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_to_user(data.len());
                         with_recorder(&recorder, |r| r.output(&data));
+                        let followed = sftp
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .as_mut()
+                            .map(|o| o.from_target(&data));
+                        match followed {
+                            Some(Ok(done)) => log_sftp(&bastion, &session, done).await,
+                            Some(Err(err)) => {
+                                sftp_broken(&bastion, &session, &handle, id, err.to_string()).await;
+                                break;
+                            }
+                            None => {}
+                        }
                         to_user.data_bytes(data).await
                     }
                     ChannelMsg::ExtendedData { data, ext } => {
@@ -205,6 +282,13 @@ pub async fn session_channel(
     let up = tokio::spawn(upward);
     let down = tokio::spawn(downward);
     let _ = tokio::join!(up, down);
+    let unfinished = sftp
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(Observer::finish)
+        .unwrap_or_default();
+    log_sftp(&bastion, &session, unfinished).await;
     session
         .channels
         .lock()

@@ -1674,7 +1674,7 @@ async fn sessions_and_recordings_are_kept_as_sent(db: Db) {
     );
     assert_eq!(
         store.recordings_of(&info.session).await.expect("list"),
-        [info.clone()]
+        std::slice::from_ref(&info)
     );
     let session = SshSession {
         id: info.session.clone(),
@@ -1712,7 +1712,7 @@ async fn sessions_and_recordings_are_kept_as_sent(db: Db) {
     ));
     assert_eq!(
         store.list_ssh_sessions(10).await.expect("list"),
-        [session.clone()]
+        std::slice::from_ref(&session)
     );
     assert_eq!(
         store.ssh_session(&session.id).await.expect("get"),

@@ -39,6 +39,9 @@ pub struct SshArgs {
     /// The key `rempart login` certified [default: as for login].
     #[arg(long, short = 'i')]
     pub identity: Option<PathBuf>,
+    /// An ssh option (`-o UserKnownHostsFile=…`), repeatable.
+    #[arg(short = 'o', value_name = "OPTION")]
+    pub option: Vec<String>,
     /// Arguments after `--` go to ssh as the remote command.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -219,6 +222,11 @@ pub fn ssh(args: SshArgs) -> Result<()> {
         .arg(&key_path)
         .arg("-o")
         .arg("IdentitiesOnly=yes")
+        // Offer the certificate, not the bare key first (the bastion
+        // refuses bare keys, after a constant delay).
+        .arg("-o")
+        .arg("PubkeyAcceptedAlgorithms=ssh-ed25519-cert-v01@openssh.com")
+        .args(args.option.iter().flat_map(|o| ["-o", o.as_str()]))
         .arg(format!("{user}+{}@{host}", args.target))
         .args(&args.command)
         .status()
