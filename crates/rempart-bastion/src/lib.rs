@@ -44,6 +44,9 @@ pub use config::BastionConfig;
 use control::ControlPlane;
 use events::Events;
 
+/// How long a connection may take to authenticate.
+const LOGIN_GRACE: Duration = Duration::from_secs(30);
+
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Bastion {
@@ -198,19 +201,36 @@ pub async fn run(
         tokio::spawn(async move {
             let outcome = Arc::new(Mutex::new(None));
             let refusals = Arc::new(Mutex::new(server::Refusals::default()));
+            let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let handler = server::Connection::new(
                 bastion.clone(),
                 Some(peer),
                 outcome.clone(),
                 refusals.clone(),
+                authenticated.clone(),
             );
-            match russh::server::run_stream(ssh, stream, handler).await {
-                Ok(running) => {
-                    if let Err(err) = running.await {
-                        tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+            let connection = async move {
+                match russh::server::run_stream(ssh, stream, handler).await {
+                    Ok(running) => {
+                        if let Err(err) = running.await {
+                            tracing::debug!(%peer, error = %err, "ssh connection ended with an error");
+                        }
+                    }
+                    Err(err) => tracing::debug!(%peer, error = %err, "ssh handshake failed"),
+                }
+            };
+            tokio::pin!(connection);
+            // Like sshd's LoginGraceTime: a connection that has not
+            // authenticated in time is closed (dropping it closes the socket).
+            tokio::select! {
+                () = &mut connection => {}
+                () = tokio::time::sleep(LOGIN_GRACE) => {
+                    if authenticated.load(std::sync::atomic::Ordering::Relaxed) {
+                        connection.await;
+                    } else {
+                        tracing::info!(%peer, "not authenticated within the login grace time: closed");
                     }
                 }
-                Err(err) => tracing::debug!(%peer, error = %err, "ssh handshake failed"),
             }
             let session = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(session) = session {

@@ -43,6 +43,9 @@ pub struct Connection {
     /// The refusals of this connection's attempts, for one `ssh.auth`
     /// failure event if it never gets in (`login`, reasons).
     pub refusals: Arc<Mutex<Refusals>>,
+    /// Set once authenticated: the accept loop closes connections that
+    /// are not within the login grace time.
+    pub authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a connection that never got in tried, and why it was refused.
@@ -60,6 +63,7 @@ impl Connection {
         peer: Option<SocketAddr>,
         outcome: Arc<Mutex<Option<Arc<Session>>>>,
         refusals: Arc<Mutex<Refusals>>,
+        authenticated: Arc<std::sync::atomic::AtomicBool>,
     ) -> Connection {
         Connection {
             bastion,
@@ -67,6 +71,7 @@ impl Connection {
             state: State::Unauthenticated,
             outcome,
             refusals,
+            authenticated,
         }
     }
 
@@ -310,6 +315,8 @@ impl russh::server::Handler for Connection {
                 self.state = State::Refused(reason);
             }
         }
+        self.authenticated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Auth::Accept)
     }
 

@@ -66,7 +66,13 @@ fn add_user(server: &Server, admin: &str, name: &str, role: &str) -> String {
 impl Lab {
     fn start() -> Lab {
         let deployment = Deployment::init(Backend::Sqlite);
-        let server = Server::start(&deployment.data_dir(), &["--danger-test-clock"]);
+        // A fixed port, so that a test can stop the control plane and
+        // start it again where the bastion expects it.
+        let listen = format!("127.0.0.1:{}", free_port());
+        let server = Server::start(
+            &deployment.data_dir(),
+            &["--listen", &listen, "--danger-test-clock"],
+        );
         let admin = deployment.admin_token.clone();
         let dir = deployment.dir.path().join("lab");
         std::fs::create_dir(&dir).expect("mkdir");
@@ -218,6 +224,15 @@ impl Lab {
         lab
     }
 
+    /// Starts the control plane again on its port (after `server.kill()`).
+    fn restart_control_plane(&mut self) {
+        let listen = self.server.addr.to_string();
+        self.server = Server::start(
+            &self.deployment.data_dir(),
+            &["--listen", &listen, "--danger-test-clock"],
+        );
+    }
+
     fn wait_for_sshd(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.sshd_port)).is_err() {
@@ -366,6 +381,32 @@ fn direct_key(lab: &Lab) -> PathBuf {
 fn exec_shell_recording_sftp_and_forwarding_through_the_bastion() {
     let lab = Lab::start();
     let key = lab.login(&lab.alice, "alice");
+    let cert = run(
+        "ssh-keygen",
+        &["-L", "-f", &format!("{}-cert.pub", key.display())],
+    );
+    let cert = stdout(&cert);
+    assert!(
+        cert.contains("Principals: \n                alice\n"),
+        "{cert}"
+    );
+    assert!(cert.contains("Key ID: \"rempart user alice\""), "{cert}");
+    let too_long = lab.server.cli(
+        &lab.alice,
+        &[
+            "login",
+            "-i",
+            key.to_str().expect("utf-8"),
+            "--valid-for",
+            "9h",
+        ],
+    );
+    assert_eq!(too_long.status.code(), Some(1));
+    assert!(
+        stderr(&too_long).contains("longer than"),
+        "{}",
+        stderr(&too_long)
+    );
     lab.grant("host:db-1", "1h");
 
     // Exec: the same bytes and exit status as a direct connection.
@@ -738,6 +779,103 @@ fn no_grant_wrong_or_expired_certificates_and_unknown_host_keys_are_refused() {
         stderr(&out).contains("not the one in the inventory"),
         "{}",
         stderr(&out)
+    );
+
+    // Garbage on the SSH port: each connection is closed, the bastion stays.
+    let mut huge = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
+    huge.extend_from_slice(&0xffff_fff0u32.to_be_bytes());
+    huge.extend_from_slice(&[0u8; 64]);
+    let mut noise = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
+    noise.extend((0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    for attempt in [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), huge, noise] {
+        let mut stream = std::net::TcpStream::connect(lab.bastion).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let _ = stream.write_all(&attempt);
+        let mut sink = Vec::new();
+        // Closed (an RST too, when our bytes were left unread), not timed out.
+        let closed = std::io::Read::read_to_end(&mut stream, &mut sink);
+        assert!(
+            closed.is_ok()
+                || closed
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the bastion did not close: {closed:?}"
+        );
+    }
+    let out = lab
+        .ssh(&alice_key, "alice+db-1", &[], &["echo still-here"])
+        .output()
+        .expect("ssh runs");
+    assert_eq!(stdout(&out), "still-here\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_session_outlives_the_control_plane_and_is_shipped_when_it_is_back() {
+    let mut lab = Lab::start();
+    let key = lab.login(&lab.alice, "alice");
+    lab.grant("host:db-1", "1h");
+    let mut shell = Guard(
+        lab.ssh(&key, "alice+db-1", &["-tt"], &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh runs"),
+    );
+    let mut input = shell.0.stdin.take().expect("piped");
+    input.write_all(b"echo before-outage\n").expect("types");
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.server.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    input
+        .write_all(b"echo during-outage-$((2*21))\nexit\n")
+        .expect("types");
+    drop(input);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shell.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the session did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut shell.0.stdout.take().expect("piped"), &mut seen)
+        .expect("read");
+    assert!(seen.contains("during-outage-42"), "{seen}");
+    // The summary waits on the bastion's disk, with the recording.
+    let outbox = lab.dir.join("bastion-state").join("outbox");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0 {
+        assert!(Instant::now() < deadline, "nothing waits in the outbox");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    lab.restart_control_plane();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let session = loop {
+        let out = lab.server.cli(&lab.sam, &["session", "list", "--json"]);
+        if out.status.success() {
+            let list = json(&stdout(&out));
+            if let Some(s) = list["sessions"].as_array().and_then(|s| s.first()) {
+                break s.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "the session was not shipped");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let id = session["id"].as_str().expect("id");
+    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(stdout(&exported).contains("during-outage-42"));
+    let ends = lab.logged("kind:ssh.session.end actor:alice");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(
+        ends[0]["recordings"][0]["sha256"],
+        session["recordings"][0]["sha256"]
+    );
+    assert!(
+        std::fs::read_dir(&outbox).map_or(0, |d| d.count()) == 0,
+        "the outbox is emptied once stored"
     );
 }
 

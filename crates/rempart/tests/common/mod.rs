@@ -167,11 +167,18 @@ impl Server {
     /// Starts `rempart serve --data-dir DIR --listen 127.0.0.1:0` and waits
     /// for its "listening" log line (JSON) to learn the port.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        // A test that restarts a server on its port gives `--listen` itself.
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(listen)
+            .args(["--log-format", "json"])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("REMPART_STORE")
