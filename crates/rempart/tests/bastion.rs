@@ -83,6 +83,7 @@ impl Lab {
             ("db-1", vec!["ssh-login=root"]),
             ("db-2", vec!["ssh-login=root", "ssh-forward=1-65535"]),
             ("db-3", vec!["ssh-login=root"]),
+            ("db-4", vec!["ssh-login=root"]),
         ] {
             let mut args = vec!["resource", "add", "host", host];
             for label in &labels {
@@ -113,15 +114,46 @@ impl Lab {
                 host_key.to_str().expect("utf-8"),
             ],
         );
+        // db-4 is recognised by its host certificate instead of its key.
+        let host_ca = dir.join("host_ca");
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                host_ca.to_str().expect("utf-8"),
+            ],
+        );
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-s",
+                host_ca.to_str().expect("utf-8"),
+                "-h",
+                "-I",
+                "target",
+                "-n",
+                "db-4",
+                "-V",
+                "-5m:+1h",
+                &format!("{}.pub", host_key.display()),
+            ],
+        );
         let sshd_port = free_port();
         let sshd_config = dir.join("sshd_config");
         std::fs::write(
             &sshd_config,
             format!(
-                "Port {sshd_port}\nListenAddress 127.0.0.1\nHostKey {}\nTrustedUserCAKeys {}\n\
+                "Port {sshd_port}\nListenAddress 127.0.0.1\nHostKey {}\nHostCertificate {}-cert.pub\nTrustedUserCAKeys {}\n\
                  PermitRootLogin prohibit-password\nAuthorizedKeysFile none\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nPidFile {}\nSubsystem sftp internal-sftp\n\
                  AllowTcpForwarding yes\nLogLevel VERBOSE\n",
+                host_key.display(),
                 host_key.display(),
                 ca_pub.display(),
                 dir.join("sshd.pid").display()
@@ -171,6 +203,7 @@ impl Lab {
             ],
         );
         let stranger_pub = std::fs::read_to_string(dir.join("stranger_key.pub")).expect("read");
+        let host_ca_pub = std::fs::read_to_string(dir.join("host_ca.pub")).expect("read");
         let config = dir.join("bastion.toml");
         std::fs::write(
             &config,
@@ -179,10 +212,12 @@ impl Lab {
                  [control_plane]\nserver = \"{}\"\nca_cert = \"{}\"\ncert = \"machine/bastion-1.crt\"\nkey = \"machine/bastion-1.key\"\n\n\
                  [[target]]\nname = \"db-1\"\naddress = \"127.0.0.1:{sshd_port}\"\nhost_key = \"{host_pub}\"\n\n\
                  [[target]]\nname = \"db-2\"\naddress = \"127.0.0.1:{sshd_port}\"\nhost_key = \"{host_pub}\"\n\n\
-                 [[target]]\nname = \"db-3\"\naddress = \"127.0.0.1:{sshd_port}\"\nhost_key = \"{}\"\n",
+                 [[target]]\nname = \"db-3\"\naddress = \"127.0.0.1:{sshd_port}\"\nhost_key = \"{}\"\n\n\
+                 [[target]]\nname = \"db-4\"\naddress = \"127.0.0.1:{sshd_port}\"\nhost_ca = \"{}\"\n",
                 server.url,
                 server.ca_cert.display(),
-                stranger_pub.trim()
+                stranger_pub.trim(),
+                host_ca_pub.trim()
             ),
         )
         .expect("write");
@@ -780,6 +815,42 @@ fn no_grant_wrong_or_expired_certificates_and_unknown_host_keys_are_refused() {
         "{}",
         stderr(&out)
     );
+
+    // db-4 presents a host certificate from the host CA the inventory names.
+    lab.grant("host:db-4", "1h");
+    let out = lab
+        .ssh(&alice_key, "alice+db-4", &[], &["echo via-host-ca"])
+        .output()
+        .expect("ssh runs");
+    assert_eq!(stdout(&out), "via-host-ca\n", "{}", stderr(&out));
+
+    // Agent forwarding stays off, even when the client asks for it.
+    let agent_socket = lab.dir.join("agent.sock");
+    let _agent = Guard(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&agent_socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !agent_socket.exists() {
+        assert!(Instant::now() < deadline, "ssh-agent did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = lab
+        .ssh(
+            &alice_key,
+            "alice+db-1",
+            &["-A"],
+            &["echo agent=${SSH_AUTH_SOCK:-none}"],
+        )
+        .env("SSH_AUTH_SOCK", &agent_socket)
+        .output()
+        .expect("ssh runs");
+    assert_eq!(stdout(&out), "agent=none\n", "{}", stderr(&out));
 
     // Garbage on the SSH port: each connection is closed, the bastion stays.
     let mut huge = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
