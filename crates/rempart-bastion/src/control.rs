@@ -8,6 +8,13 @@ use rempart_core::Secret;
 
 use crate::config;
 
+/// What became of a batch of events the control plane answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Stored,
+    Refused(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct ControlPlane {
     client: Client,
@@ -66,8 +73,18 @@ impl ControlPlane {
         Ok(())
     }
 
-    pub async fn append(&self, lines: Vec<u8>) -> Result<()> {
-        self.client.append_entries(lines).await?;
-        Ok(())
+    /// Appends JSON lines to the well-log. [`Delivery::Refused`] when the
+    /// control plane answered that the batch itself is bad (retrying it
+    /// would never succeed); an error when it could not be asked.
+    pub async fn append(&self, lines: Vec<u8>) -> Result<Delivery> {
+        match self.client.append_entries(lines).await {
+            Ok(_) => Ok(Delivery::Stored),
+            Err(rempart_client::ClientError::Api {
+                status: 400 | 413 | 415 | 422,
+                detail,
+                ..
+            }) => Ok(Delivery::Refused(detail)),
+            Err(err) => Err(err.into()),
+        }
     }
 }

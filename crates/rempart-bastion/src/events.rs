@@ -11,15 +11,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 use tokio::sync::mpsc;
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, Delivery};
 
 /// Events waiting in memory at most; past it `emit` waits (back-pressure on
 /// the sessions rather than a lost entry).
 const QUEUE: usize = 10_000;
 const BATCH: usize = 500;
 const RETRY: Duration = Duration::from_secs(2);
+/// An event's text fields are cut to this many characters when the event
+/// would come near the well-log's 64 KiB limit (a 200 KB command line).
+const FIELD_LIMIT: usize = 1024;
+const EVENT_SOFT_LIMIT: usize = 16 * 1024;
 
 /// Where events are sent from; cheap to clone.
 #[derive(Debug, Clone)]
@@ -45,6 +50,7 @@ impl Events {
         event.insert("kind".to_owned(), json!(kind));
         event.insert("outcome".to_owned(), json!(outcome));
         event.insert("ts".to_owned(), json!(now_rfc3339()));
+        let event = fit(event);
         if self.tx.send(Value::Object(event)).await.is_err() {
             tracing::error!(
                 kind,
@@ -52,6 +58,31 @@ impl Events {
             );
         }
     }
+}
+
+/// An event small enough for the well-log: past the soft limit, each long
+/// text field is cut, with the SHA-256 of its whole value beside it
+/// (`command_sha256`), and `truncated` says so.
+fn fit(mut event: Map<String, Value>) -> Map<String, Value> {
+    let size = serde_json::to_vec(&event).map_or(0, |v| v.len());
+    if size <= EVENT_SOFT_LIMIT {
+        return event;
+    }
+    let long: Vec<String> = event
+        .iter()
+        .filter(|(_, v)| v.as_str().is_some_and(|s| s.chars().count() > FIELD_LIMIT))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in long {
+        if let Some(Value::String(text)) = event.get(&key).cloned() {
+            let digest = crate::recording::hex(&sha2::Sha256::digest(text.as_bytes()));
+            let cut: String = text.chars().take(FIELD_LIMIT).collect();
+            event.insert(key.clone(), json!(format!("{cut}…")));
+            event.insert(format!("{key}_sha256"), json!(digest));
+        }
+    }
+    event.insert("truncated".to_owned(), json!(true));
+    event
 }
 
 pub fn now_rfc3339() -> String {
@@ -94,9 +125,41 @@ async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Value>, spool: 
                 Err(_) => break,
             }
         }
-        if let Err(err) = control.append(lines(&batch)).await {
-            tracing::warn!(error = %err, events = batch.len(), "events: not delivered; spooled");
-            append_spool(&spool, &batch);
+        if let Err((delivered, err)) = deliver(&control, &batch, &spool).await {
+            tracing::warn!(error = %err, events = batch.len() - delivered, "events: not delivered; spooled");
+            append_spool(&spool, &batch[delivered..]);
+        }
+    }
+}
+
+/// Sends a batch. A batch the control plane refuses as bad is sent again
+/// event by event, so one bad event cannot hold back the others; an event
+/// refused alone is kept in `rejected.jsonl` beside the spool (never
+/// dropped) and logged as an error. When the control plane cannot be
+/// asked, the error comes with how many events of the batch were stored
+/// before: the rest must wait.
+async fn deliver(
+    control: &ControlPlane,
+    batch: &[Value],
+    spool: &Path,
+) -> Result<(), (usize, anyhow::Error)> {
+    match control.append(lines(batch)).await {
+        Err(err) => Err((0, err)),
+        Ok(Delivery::Stored) => Ok(()),
+        Ok(Delivery::Refused(why)) if batch.len() == 1 => {
+            tracing::error!(%why, "events: the control plane refuses an event; kept in rejected.jsonl");
+            append_spool(&spool.with_file_name("rejected.jsonl"), batch);
+            Ok(())
+        }
+        Ok(Delivery::Refused(_)) => {
+            for (sent, event) in batch.iter().enumerate() {
+                if let Err((_, err)) =
+                    Box::pin(deliver(control, std::slice::from_ref(event), spool)).await
+                {
+                    return Err((sent, err));
+                }
+            }
+            Ok(())
         }
     }
 }
@@ -132,30 +195,68 @@ fn append_spool(spool: &Path, events: &[Value]) {
 }
 
 /// Sends the spool in batches; after each, the spool keeps only what is
-/// left, so a failure part way resends nothing already delivered.
+/// left, so a failure part way resends nothing already delivered. A line
+/// that does not parse (a write cut by a crash) goes to `rejected.jsonl`.
 async fn send_spool(control: &ControlPlane, spool: &Path) -> anyhow::Result<()> {
     let text = tokio::fs::read(spool).await?;
-    let all: Vec<&[u8]> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let join = |lines: &[&[u8]]| {
-        let mut body = Vec::new();
-        for line in lines {
-            body.extend_from_slice(line);
-            body.push(b'\n');
+    let mut events = Vec::new();
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<Value>(line) {
+            Ok(event) => events.push(event),
+            Err(err) => {
+                tracing::error!(error = %err, "events: a spooled line does not parse; kept in rejected.jsonl");
+                let mut kept = line.to_vec();
+                kept.push(b'\n');
+                let rejected = spool.with_file_name("rejected.jsonl");
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&rejected)
+                    .and_then(|mut f| f.write_all(&kept));
+            }
         }
-        body
-    };
+    }
     let mut sent = 0;
-    while sent < all.len() {
-        let end = (sent + BATCH).min(all.len());
-        control.append(join(&all[sent..end])).await?;
-        sent = end;
+    while sent < events.len() {
+        let end = (sent + BATCH).min(events.len());
+        let outcome = deliver(control, &events[sent..end], spool).await;
+        let delivered = match &outcome {
+            Ok(()) => end - sent,
+            Err((delivered, _)) => *delivered,
+        };
+        sent += delivered;
         let aside = spool.with_extension("jsonl.new");
-        tokio::fs::write(&aside, join(&all[sent..])).await?;
+        tokio::fs::write(&aside, lines(&events[sent..])).await?;
         tokio::fs::rename(&aside, spool).await?;
+        if let Err((_, err)) = outcome {
+            return Err(err);
+        }
     }
     tokio::fs::remove_file(spool).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_fields_are_cut_with_their_hash() {
+        let command = "x".repeat(200_000);
+        let mut event = Map::new();
+        event.insert("kind".into(), json!("ssh.exec"));
+        event.insert("command".into(), json!(command));
+        let fitted = fit(event);
+        let size = serde_json::to_vec(&fitted).expect("json").len();
+        assert!(size < EVENT_SOFT_LIMIT, "{size}");
+        assert_eq!(fitted["truncated"], true);
+        assert_eq!(
+            fitted["command_sha256"],
+            crate::recording::hex(&sha2::Sha256::digest(command.as_bytes()))
+        );
+        assert!(fitted["command"].as_str().is_some_and(|c| c.ends_with('…')));
+        let mut small = Map::new();
+        small.insert("command".into(), json!("uptime"));
+        assert_eq!(fit(small.clone()), small);
+    }
 }

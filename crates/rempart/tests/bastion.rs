@@ -465,6 +465,26 @@ fn exec_shell_recording_sftp_and_forwarding_through_the_bastion() {
     assert_eq!(stdout(&through), "one\ntwo\n42\n");
     assert_eq!(through.stdout, direct.stdout);
     assert_eq!(through.stderr, direct.stderr);
+    // A 100 KB command: run, and logged cut short with the hash of the whole.
+    let long_command = format!("true {}", "x".repeat(100_000));
+    let out = lab
+        .ssh(&key, "alice+db-1", &[], &[&long_command])
+        .output()
+        .expect("ssh runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let long_sha = {
+        use sha2::Digest;
+        sha2::Sha256::digest(long_command.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let cut = lab.logged("kind:ssh.exec actor:alice truncated:true");
+    assert!(
+        cut.iter().any(|e| e["command_sha256"] == long_sha.as_str()),
+        "{cut:?}"
+    );
+
     // `rempart ssh` runs the same ssh, with the bastion's key known.
     let known = lab.dir.join("known_hosts");
     let bastion_key = std::fs::read_to_string(lab.dir.join("bastion-state").join("host_key.pub"))
@@ -920,6 +940,18 @@ fn a_session_outlives_the_control_plane_and_is_shipped_when_it_is_back() {
         assert!(Instant::now() < deadline, "nothing waits in the outbox");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Meanwhile a new connection is refused: the grant cannot be checked.
+    let out = lab
+        .ssh(&key, "alice+db-1", &[], &["echo should-not-run"])
+        .output()
+        .expect("ssh runs");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the grant cannot be checked, so the bastion refuses (fail closed)"),
+        "{}",
+        stderr(&out)
+    );
 
     lab.restart_control_plane();
     let deadline = Instant::now() + Duration::from_secs(30);
