@@ -8,6 +8,16 @@ use rempart_core::Secret;
 
 use crate::config;
 
+/// Whether an error is the control plane's final answer about what was
+/// sent (a bad or conflicting request): sending it again cannot help.
+pub fn is_final_refusal(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<rempart_client::ClientError>(),
+        Some(rempart_client::ClientError::Api { status, .. })
+            if (400..500).contains(status) && ![401, 403, 408, 429].contains(status)
+    )
+}
+
 /// What became of a batch of events the control plane answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {

@@ -11,11 +11,20 @@ use std::time::Instant;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+/// A recording is cut into parts of about this size, each a whole
+/// asciicast file, so that each fits one upload to the control plane.
+pub const PART_BYTES: u64 = 8 << 20;
+
 #[derive(Debug)]
 pub struct Recorder {
     path: PathBuf,
     file: BufWriter<std::fs::File>,
     started: Instant,
+    written: u64,
+    width: u32,
+    height: u32,
+    term: String,
+    title: String,
     /// Bytes of an output UTF-8 sequence cut between two reads.
     output_tail: Vec<u8>,
     input_tail: Vec<u8>,
@@ -39,6 +48,18 @@ impl Recorder {
         term: &str,
         title: &str,
     ) -> std::io::Result<Recorder> {
+        Self::create_at(dir, session, width, height, term, title, Instant::now())
+    }
+
+    fn create_at(
+        dir: &Path,
+        session: &str,
+        width: u32,
+        height: u32,
+        term: &str,
+        title: &str,
+        started: Instant,
+    ) -> std::io::Result<Recorder> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{session}.cast"));
         let file = std::fs::OpenOptions::new()
@@ -59,7 +80,12 @@ impl Recorder {
         Ok(Recorder {
             path,
             file,
-            started: Instant::now(),
+            started,
+            written: 0,
+            width,
+            height,
+            term: term.to_owned(),
+            title: title.to_owned(),
             output_tail: Vec::new(),
             input_tail: Vec::new(),
             failed: false,
@@ -77,7 +103,24 @@ impl Recorder {
     }
 
     pub fn resize(&mut self, width: u32, height: u32) {
+        self.width = width;
+        self.height = height;
         self.event("r", &format!("{width}x{height}"));
+    }
+
+    /// Whether this part reached [`PART_BYTES`].
+    pub fn is_full(&self) -> bool {
+        self.written >= PART_BYTES
+    }
+
+    /// Finishes this part and starts the next, named `next`, whose times
+    /// go on from this one's.
+    pub fn next_part(self, dir: &Path, next: &str) -> std::io::Result<(Recorded, Recorder)> {
+        let (width, height, started) = (self.width, self.height, self.started);
+        let (term, title) = (self.term.clone(), self.title.clone());
+        let done = self.finish()?;
+        let next = Self::create_at(dir, next, width, height, &term, &title, started)?;
+        Ok((done, next))
     }
 
     fn event(&mut self, code: &str, data: &str) {
@@ -85,9 +128,12 @@ impl Recorder {
             return;
         }
         let at = self.started.elapsed().as_secs_f64();
-        let written = serde_json::to_writer(&mut self.file, &json!([at, code, data]))
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.file.write_all(b"\n"));
+        let line = serde_json::to_vec(&json!([at, code, data])).map_err(std::io::Error::from);
+        let written = line.and_then(|mut line| {
+            line.push(b'\n');
+            self.written += line.len() as u64;
+            self.file.write_all(&line)
+        });
         if let Err(err) = written {
             // The session goes on; the end event says the recording failed.
             tracing::error!(error = %err, path = %self.path.display(), "recording: write failed");
@@ -142,6 +188,33 @@ mod tests {
         assert_eq!(take_text(&mut tail, &[b'a', e_acute[0]]), "a");
         assert_eq!(take_text(&mut tail, &[e_acute[1], b'b']), "éb");
         assert_eq!(take_text(&mut tail, &[0xff, b'c']), "\u{fffd}c");
+    }
+
+    #[test]
+    fn a_long_recording_is_cut_into_whole_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut recorder =
+            Recorder::create(dir.path(), "s1-0", 80, 24, "xterm", "alice on db-1").expect("made");
+        let chunk = "y".repeat(64 * 1024);
+        while !recorder.is_full() {
+            recorder.output(chunk.as_bytes());
+        }
+        let (first, mut second) = recorder.next_part(dir.path(), "s1-1").expect("next part");
+        second.output(b"after");
+        let second = second.finish().expect("finished");
+        assert!(first.bytes >= PART_BYTES);
+        let text = std::fs::read_to_string(&second.path).expect("read");
+        let mut lines = text.lines();
+        let header: serde_json::Value =
+            serde_json::from_str(lines.next().expect("header")).expect("json");
+        assert_eq!(header["version"], 2);
+        let event: serde_json::Value =
+            serde_json::from_str(lines.next().expect("event")).expect("json");
+        assert_eq!(event[2], "after");
+        assert!(
+            event[0].as_f64().expect("time") > 0.0,
+            "times go on from the first part"
+        );
     }
 
     #[test]

@@ -77,6 +77,41 @@ fn with_recorder(recorder: &SharedRecorder, f: impl FnOnce(&mut Recorder)) {
     }
 }
 
+/// Records with `f`, then starts the next part when this one is full.
+fn record(
+    bastion: &Bastion,
+    session: &Session,
+    recorder: &SharedRecorder,
+    f: impl FnOnce(&mut Recorder),
+) {
+    let mut slot = recorder.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(r) = slot.as_mut() else {
+        return;
+    };
+    f(r);
+    if !r.is_full() {
+        return;
+    }
+    let Some(full) = slot.take() else {
+        return;
+    };
+    let next = format!("{}-{}", session.id, session.recordings_started());
+    match full.next_part(&bastion.recordings_dir(), &next) {
+        Ok((done, part)) => {
+            session
+                .recordings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(done);
+            *slot = Some(part);
+        }
+        Err(err) => {
+            tracing::error!(session = %session.id, error = %err, "cannot record: the session is cut");
+            session.end(format!("the bastion cannot record this session ({err})"));
+        }
+    }
+}
+
 /// Relays a session channel (shell, exec, subsystem) until either side
 /// closes it, then finishes its recording.
 pub async fn session_channel(
@@ -104,7 +139,7 @@ pub async fn session_channel(
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_from_user(data.len());
-                        with_recorder(&recorder, |r| r.input(&data));
+                        record(&bastion, &session, &recorder, |r| r.input(&data));
                         let followed = sftp
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -223,7 +258,7 @@ pub async fn session_channel(
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_to_user(data.len());
-                        with_recorder(&recorder, |r| r.output(&data));
+                        record(&bastion, &session, &recorder, |r| r.output(&data));
                         let followed = sftp
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -241,7 +276,7 @@ pub async fn session_channel(
                     }
                     ChannelMsg::ExtendedData { data, ext } => {
                         session.count_to_user(data.len());
-                        with_recorder(&recorder, |r| r.output(&data));
+                        record(&bastion, &session, &recorder, |r| r.output(&data));
                         to_user.extended_data_bytes(ext, data).await
                     }
                     ChannelMsg::Eof => to_user.eof().await,

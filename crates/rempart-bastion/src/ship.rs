@@ -57,35 +57,64 @@ async fn ship_all(bastion: &Bastion) -> Result<()> {
         .collect();
     waiting.sort();
     for path in waiting {
-        let summary: SessionSummary = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-        )
-        .with_context(|| format!("{}: not a session summary", path.display()))?;
-        let mut files = Vec::new();
-        for recording in &summary.recordings {
-            let file = bastion
-                .recordings_dir()
-                .join(format!("{}.cast", recording.name));
-            let content = tokio::fs::read(&file)
-                .await
-                .with_context(|| format!("reading {}", file.display()))?;
-            bastion
-                .control
-                .store_recording(&summary.id, &recording.name, &recording.sha256, content)
-                .await
-                .with_context(|| format!("storing recording {}", recording.name))?;
-            files.push(file);
+        let parsed = std::fs::read(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(serde_json::from_slice::<SessionSummary>(&bytes)?));
+        let outcome = match parsed {
+            Ok(summary) => ship_one(bastion, &path, &summary).await,
+            Err(err) => Err(err.context(format!("{}: not a session summary", path.display()))),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(err) if cannot_succeed(&err) => {
+                // Kept, never dropped, but out of the way of the others.
+                let failed = dir.join("failed");
+                std::fs::create_dir_all(&failed)?;
+                let name = path.file_name().unwrap_or_default();
+                std::fs::rename(&path, failed.join(name))?;
+                tracing::error!(path = %path.display(), error = %format!("{err:#}"), "this session cannot be stored; kept in outbox/failed");
+            }
+            Err(err) => return Err(err),
         }
-        bastion
-            .control
-            .store_session(&summary)
-            .await
-            .with_context(|| format!("storing session {}", summary.id))?;
-        for file in files {
-            let _ = std::fs::remove_file(file);
-        }
-        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        tracing::info!(session = %summary.id, "session and recordings stored by the control plane");
     }
     Ok(())
+}
+
+async fn ship_one(bastion: &Bastion, path: &Path, summary: &SessionSummary) -> Result<()> {
+    let mut files = Vec::new();
+    for recording in &summary.recordings {
+        let file = bastion
+            .recordings_dir()
+            .join(format!("{}.cast", recording.name));
+        let content = tokio::fs::read(&file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        bastion
+            .control
+            .store_recording(&summary.id, &recording.name, &recording.sha256, content)
+            .await
+            .with_context(|| format!("storing recording {}", recording.name))?;
+        files.push(file);
+    }
+    bastion
+        .control
+        .store_session(summary)
+        .await
+        .with_context(|| format!("storing session {}", summary.id))?;
+    for file in files {
+        let _ = std::fs::remove_file(file);
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    tracing::info!(session = %summary.id, "session and recordings stored by the control plane");
+    Ok(())
+}
+
+/// A refusal from the control plane, a summary that does not parse, or a
+/// recording file gone: trying again would fail the same way.
+fn cannot_succeed(err: &anyhow::Error) -> bool {
+    crate::control::is_final_refusal(err)
+        || err.is::<serde_json::Error>()
+        || err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
 }
