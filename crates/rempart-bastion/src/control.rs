@@ -22,6 +22,8 @@ pub fn is_final_refusal(err: &anyhow::Error) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Stored,
+    /// Stored but for these lines (1-based), refused with these reasons.
+    Partly(Vec<(u64, String)>),
     Refused(String),
 }
 
@@ -88,7 +90,14 @@ impl ControlPlane {
     /// would never succeed); an error when it could not be asked.
     pub async fn append(&self, lines: Vec<u8>) -> Result<Delivery> {
         match self.client.append_entries(lines).await {
-            Ok(_) => Ok(Delivery::Stored),
+            Ok(result) if result.rejected.is_empty() => Ok(Delivery::Stored),
+            Ok(result) => Ok(Delivery::Partly(
+                result
+                    .rejected
+                    .into_iter()
+                    .map(|r| (r.line, r.error))
+                    .collect(),
+            )),
             Err(rempart_client::ClientError::Api {
                 status: 400 | 413 | 415 | 422,
                 detail,

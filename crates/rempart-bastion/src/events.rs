@@ -146,6 +146,17 @@ async fn deliver(
     match control.append(lines(batch)).await {
         Err(err) => Err((0, err)),
         Ok(Delivery::Stored) => Ok(()),
+        Ok(Delivery::Partly(refused)) => {
+            let kept: Vec<Value> = refused
+                .iter()
+                .filter_map(|(line, why)| {
+                    tracing::error!(line, %why, "events: the control plane refuses an event; kept in rejected.jsonl");
+                    usize::try_from(*line).ok().and_then(|l| batch.get(l.checked_sub(1)?)).cloned()
+                })
+                .collect();
+            append_spool(&spool.with_file_name("rejected.jsonl"), &kept);
+            Ok(())
+        }
         Ok(Delivery::Refused(why)) if batch.len() == 1 => {
             tracing::error!(%why, "events: the control plane refuses an event; kept in rejected.jsonl");
             append_spool(&spool.with_file_name("rejected.jsonl"), batch);
@@ -226,7 +237,14 @@ async fn send_spool(control: &ControlPlane, spool: &Path) -> anyhow::Result<()> 
         };
         sent += delivered;
         let aside = spool.with_extension("jsonl.new");
-        tokio::fs::write(&aside, lines(&events[sent..])).await?;
+        let rest = lines(&events[sent..]);
+        let written_aside = aside.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&written_aside)?;
+            file.write_all(&rest)?;
+            file.sync_all()
+        })
+        .await??;
         tokio::fs::rename(&aside, spool).await?;
         if let Err((_, err)) = outcome {
             return Err(err);

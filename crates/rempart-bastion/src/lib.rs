@@ -16,6 +16,7 @@
 //! the grant check passed.
 #![forbid(unsafe_code)]
 
+pub mod buffer;
 pub mod config;
 pub mod control;
 pub mod events;
@@ -44,6 +45,10 @@ pub use config::BastionConfig;
 use control::ControlPlane;
 use events::Events;
 
+/// Recording parts listed in `ssh.session.end` at most (each has its own
+/// `ssh.recording` event).
+const MAX_LISTED_PARTS: usize = 64;
+
 /// How long a connection may take to authenticate.
 const LOGIN_GRACE: Duration = Duration::from_secs(30);
 
@@ -56,12 +61,43 @@ pub struct Bastion {
     user_ca: RwLock<Option<Fingerprint>>,
     /// Wakes the shipper when a session ended.
     pub ship_now: tokio::sync::Notify,
+    /// Failed logins written to the well-log in the current window, and
+    /// those left out since the last one written.
+    failures: Mutex<FailureWindow>,
 }
+
+#[derive(Debug)]
+struct FailureWindow {
+    started: std::time::Instant,
+    written: u32,
+    suppressed: u64,
+}
+
+/// Failed-login events written per [`FAILURE_WINDOW`] at most: anyone can
+/// fail a login, and the log must not be theirs to flood.
+const FAILURES_PER_WINDOW: u32 = 100;
+const FAILURE_WINDOW: Duration = Duration::from_secs(10);
 
 impl Bastion {
     /// The user CA's fingerprint, once the control plane has told it.
     pub fn user_ca(&self) -> Option<Fingerprint> {
         *self.user_ca.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a failed-login event may be written now: `Some(n)` with
+    /// the number left out before it, `None` (and counted) when over budget.
+    pub fn failure_budget(&self) -> Option<u64> {
+        let mut window = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if window.started.elapsed() >= FAILURE_WINDOW {
+            window.started = std::time::Instant::now();
+            window.written = 0;
+        }
+        if window.written >= FAILURES_PER_WINDOW {
+            window.suppressed += 1;
+            return None;
+        }
+        window.written += 1;
+        Some(std::mem::take(&mut window.suppressed))
     }
 
     pub fn recordings_dir(&self) -> PathBuf {
@@ -171,6 +207,11 @@ pub async fn run(
         events,
         user_ca: RwLock::new(None),
         ship_now: tokio::sync::Notify::new(),
+        failures: Mutex::new(FailureWindow {
+            started: std::time::Instant::now(),
+            written: 0,
+            suppressed: 0,
+        }),
     });
     follow_user_ca(bastion.clone());
     ship::start(bastion.clone());
@@ -267,7 +308,7 @@ async fn end_session(bastion: &Bastion, session: &session::Session) {
     for relay in relays {
         let _ = tokio::time::timeout(Duration::from_secs(10), relay).await;
     }
-    let recordings: Vec<_> = session
+    let all: Vec<_> = session
         .recordings
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -280,6 +321,17 @@ async fn end_session(bastion: &Bastion, session: &session::Session) {
             })
         })
         .collect();
+    // Each part has its own event; the end event lists the first ones (a
+    // long session's hundreds of parts would not fit one entry).
+    for part in &all {
+        let mut fields = session.fields();
+        fields.insert("recording".into(), part.clone());
+        bastion
+            .events
+            .emit("ssh.recording", "success", fields.into())
+            .await;
+    }
+    let recordings: Vec<_> = all.iter().take(MAX_LISTED_PARTS).cloned().collect();
     let mut fields = session.fields();
     let duration = OffsetDateTime::now_utc() - session.started;
     fields.insert("reason".into(), json!(reason));
@@ -301,6 +353,7 @@ async fn end_session(bastion: &Bastion, session: &session::Session) {
     );
     fields.insert("duration_ms".into(), json!(duration.whole_milliseconds()));
     fields.insert("recordings".into(), json!(recordings));
+    fields.insert("recording_parts".into(), json!(all.len()));
     bastion
         .events
         .emit("ssh.session.end", "success", fields.into())

@@ -19,6 +19,9 @@ pub const PART_BYTES: u64 = 8 << 20;
 pub struct Recorder {
     path: PathBuf,
     file: BufWriter<std::fs::File>,
+    /// The SHA-256 of what was written, as it was written: a change made to
+    /// the file on disk meanwhile does not go into the hash.
+    digest: Sha256,
     started: Instant,
     written: u64,
     width: u32,
@@ -67,6 +70,7 @@ impl Recorder {
             .create_new(true)
             .open(&path)?;
         let mut file = BufWriter::new(file);
+        let mut digest = Sha256::new();
         let header = json!({
             "version": 2,
             "width": width,
@@ -75,11 +79,14 @@ impl Recorder {
             "title": title,
             "env": { "TERM": term },
         });
-        serde_json::to_writer(&mut file, &header)?;
-        file.write_all(b"\n")?;
+        let mut line = serde_json::to_vec(&header)?;
+        line.push(b'\n');
+        digest.update(&line);
+        file.write_all(&line)?;
         Ok(Recorder {
             path,
             file,
+            digest,
             started,
             written: 0,
             width,
@@ -108,6 +115,11 @@ impl Recorder {
         self.event("r", &format!("{width}x{height}"));
     }
 
+    /// Whether a write failed: the recording is incomplete.
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
     /// Whether this part reached [`PART_BYTES`].
     pub fn is_full(&self) -> bool {
         self.written >= PART_BYTES
@@ -132,6 +144,7 @@ impl Recorder {
         let written = line.and_then(|mut line| {
             line.push(b'\n');
             self.written += line.len() as u64;
+            self.digest.update(&line);
             self.file.write_all(&line)
         });
         if let Err(err) = written {
@@ -150,10 +163,10 @@ impl Recorder {
         }
         self.file.flush()?;
         self.file.get_ref().sync_all()?;
-        let bytes = std::fs::read(&self.path)?;
+        let bytes = self.file.get_ref().metadata()?.len();
         Ok(Recorded {
-            sha256: hex(&Sha256::digest(&bytes)),
-            bytes: bytes.len() as u64,
+            sha256: hex(&self.digest.finalize()),
+            bytes,
             path: self.path,
         })
     }

@@ -13,6 +13,7 @@ use russh::{Channel, ChannelMsg, client, server};
 use serde_json::json;
 
 use crate::Bastion;
+use crate::buffer::{self, Full};
 use crate::recording::Recorder;
 use crate::session::Session;
 use rempart_sftp::{Observer, Operation};
@@ -89,6 +90,11 @@ fn record(
         return;
     };
     f(r);
+    if r.has_failed() {
+        // Fail closed: what cannot be recorded does not go on.
+        session.end("the bastion cannot record this session (a write failed)".into());
+        return;
+    }
     if !r.is_full() {
         return;
     }
@@ -112,6 +118,28 @@ fn record(
     }
 }
 
+/// Cuts the session if both directions of a channel stay full (see
+/// [`buffer`]): a hang becomes an ended session with a reason.
+fn watch_for_stall(session: &Arc<Session>, a: Full, b: Full) {
+    let session = session.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        while session.cut_reason().is_none()
+            && !session.upstream.is_closed()
+            && !(a.is_done() && b.is_done())
+        {
+            tick.tick().await;
+            if buffer::stalled(&a, &b) {
+                session.end(format!(
+                    "the channel stalled: {} MiB waited each way for {} s without being read",
+                    buffer::CAP >> 20,
+                    buffer::STALL.as_secs()
+                ));
+            }
+        }
+    });
+}
+
 /// Relays a session channel (shell, exec, subsystem) until either side
 /// closes it, then finishes its recording.
 pub async fn session_channel(
@@ -122,8 +150,11 @@ pub async fn session_channel(
     target_channel: Channel<client::Msg>,
 ) {
     let id = user_channel.id();
-    let (mut from_user, to_user) = user_channel.split();
-    let (mut from_target, to_target) = target_channel.split();
+    let (from_user, to_user) = user_channel.split();
+    let (from_target, to_target) = target_channel.split();
+    let (mut from_user, user_full) = buffer::read(from_user);
+    let (mut from_target, target_full) = buffer::read(from_target);
+    watch_for_stall(&session, user_full, target_full);
     let recorder: SharedRecorder = Arc::new(Mutex::new(None));
     let sftp: SharedSftp = Arc::new(Mutex::new(None));
 
@@ -135,7 +166,8 @@ pub async fn session_channel(
         let handle = handle.clone();
         async move {
             let mut pty: Option<Pty> = None;
-            while let Some(message) = from_user.wait().await {
+            let mut started = false;
+            while let Some((message, _room)) = from_user.recv().await {
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_from_user(data.len());
@@ -187,11 +219,39 @@ pub async fn session_channel(
                             )
                             .await
                     }
+                    // One shell, command or subsystem per channel (RFC 4254
+                    // §6.5): a second request is refused here, so what the
+                    // record says the channel runs stays true.
+                    ChannelMsg::RequestShell { .. }
+                    | ChannelMsg::Exec { .. }
+                    | ChannelMsg::RequestSubsystem { .. }
+                        if started =>
+                    {
+                        handle
+                            .channel_failure(id)
+                            .await
+                            .map_err(|()| russh::Error::SendError)
+                    }
                     ChannelMsg::RequestShell { .. } => {
-                        start_recording(&bastion, &session, &recorder, pty.as_ref(), "shell");
+                        started = true;
+                        let mut fields = session.fields();
+                        fields.insert("pty".into(), json!(pty.is_some()));
+                        bastion
+                            .events
+                            .emit("ssh.shell", "success", fields.into())
+                            .await;
+                        // A shell is recorded with or without a terminal: what
+                        // is typed into it is the record (`ssh host < script`).
+                        let terminal = pty.clone().unwrap_or(Pty {
+                            term: "none".into(),
+                            width: 80,
+                            height: 24,
+                        });
+                        start_recording(&bastion, &session, &recorder, Some(&terminal), "shell");
                         to_target.request_shell(true).await
                     }
                     ChannelMsg::Exec { command, .. } => {
+                        started = true;
                         let text = String::from_utf8_lossy(&command).into_owned();
                         let mut fields = session.fields();
                         fields.insert("command".into(), json!(text));
@@ -204,6 +264,7 @@ pub async fn session_channel(
                         to_target.exec(true, command).await
                     }
                     ChannelMsg::RequestSubsystem { name, .. } => {
+                        started = true;
                         if name == "sftp" {
                             *sftp.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(Observer::default());
@@ -254,7 +315,7 @@ pub async fn session_channel(
         let bastion = bastion.clone();
         let sftp = sftp.clone();
         async move {
-            while let Some(message) = from_target.wait().await {
+            while let Some((message, _room)) = from_target.recv().await {
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_to_user(data.len());
@@ -386,12 +447,15 @@ pub async fn forward_channel(
     user_channel: Channel<server::Msg>,
     target_channel: Channel<client::Msg>,
 ) {
-    let (mut from_user, to_user) = user_channel.split();
-    let (mut from_target, to_target) = target_channel.split();
+    let (from_user, to_user) = user_channel.split();
+    let (from_target, to_target) = target_channel.split();
+    let (mut from_user, user_full) = buffer::read(from_user);
+    let (mut from_target, target_full) = buffer::read(from_target);
+    watch_for_stall(&session, user_full, target_full);
     let upward = {
         let session = session.clone();
         async move {
-            while let Some(message) = from_user.wait().await {
+            while let Some((message, _room)) = from_user.recv().await {
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_from_user(data.len());
@@ -411,7 +475,7 @@ pub async fn forward_channel(
         }
     };
     let downward = async move {
-        while let Some(message) = from_target.wait().await {
+        while let Some((message, _room)) = from_target.recv().await {
             let sent = match message {
                 ChannelMsg::Data { data } => {
                     session.count_to_user(data.len());

@@ -53,8 +53,8 @@ pub struct Connection {
 pub struct Refusals {
     pub login: Option<String>,
     pub reasons: Vec<String>,
-    /// An event was sent already (a certificate refused by Rempart's checks).
-    pub reported: bool,
+    /// A certificate reached Rempart's own checks (and was refused there).
+    pub checked: bool,
 }
 
 impl Connection {
@@ -90,25 +90,21 @@ impl Connection {
             .map_or(serde_json::Value::Null, |p| json!(p.to_string()))
     }
 
+    /// A refused certificate: noted for the connection's one `ssh.auth`
+    /// failure event (see [`report_refusal`]), so that one connection cannot
+    /// write more than one entry however many attempts it makes.
     async fn auth_failed(&self, user: &str, target: Option<&str>, reason: String) -> Auth {
         tracing::info!(user, ?target, %reason, "ssh: refused");
-        self.refusals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .reported = true;
-        let mut fields = json!({
-            "actor": user,
-            "client": self.client_field(),
-            "reason": reason,
-        });
-        if let Some(target) = target {
-            fields["host"] = json!(target);
-            fields["target"] = json!(format!("host:{target}"));
+        let login = match target {
+            Some(target) => format!("{user}+{target}"),
+            None => user.to_owned(),
+        };
+        let mut refusals = self.refusals.lock().unwrap_or_else(|e| e.into_inner());
+        refusals.login = Some(login);
+        refusals.checked = true;
+        if !refusals.reasons.contains(&reason) {
+            refusals.reasons.push(reason);
         }
-        self.bastion
-            .events
-            .emit("ssh.auth", "failure", fields)
-            .await;
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
             partial_success: false,
@@ -336,6 +332,11 @@ impl russh::server::Handler for Connection {
                 reply.accept().await;
                 tokio::spawn(tell_and_close(channel, session.handle(), reason.clone()));
             }
+            State::Open(open) if open.cut_reason().is_some() => {
+                reply
+                    .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                    .await;
+            }
             State::Open(open) => {
                 let open = open.clone();
                 let target_channel = match open.upstream.channel_open_session().await {
@@ -384,6 +385,12 @@ impl russh::server::Handler for Connection {
                 .await;
             return Ok(());
         };
+        if open.cut_reason().is_some() {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
         let open = open.clone();
         let destination = format!("{host}:{port}");
         let verdict = forward_allowed(open.forward_ports, host, port);
@@ -461,17 +468,19 @@ impl russh::server::Handler for Connection {
 /// russh refused before Rempart's checks (expired, not yet valid, badly
 /// signed).
 pub async fn report_refusal(bastion: &Bastion, peer: Option<SocketAddr>, refusals: &Refusals) {
-    if refusals.reported {
-        return;
-    }
     let Some(login) = &refusals.login else {
         return; // not even a login name: a scanner or a failed handshake
     };
+    let Some(suppressed) = bastion.failure_budget() else {
+        return; // counted, and said in the next event that goes out
+    };
     let (user, target) = split_login(login).unwrap_or((login, ""));
     let mut reasons = refusals.reasons.clone();
-    reasons.push(
-        "no acceptable certificate: expired, not yet valid or badly signed certificates are refused before any other check".into(),
-    );
+    if !refusals.checked {
+        reasons.push(
+            "no acceptable certificate: expired, not yet valid or badly signed certificates are refused before any other check".into(),
+        );
+    }
     let mut fields = json!({
         "actor": user,
         "client": peer.map(|p| p.to_string()),
@@ -480,6 +489,9 @@ pub async fn report_refusal(bastion: &Bastion, peer: Option<SocketAddr>, refusal
     if !target.is_empty() {
         fields["host"] = json!(target);
         fields["target"] = json!(format!("host:{target}"));
+    }
+    if suppressed > 0 {
+        fields["suppressed_before"] = json!(suppressed);
     }
     bastion.events.emit("ssh.auth", "failure", fields).await;
 }
@@ -528,6 +540,15 @@ async fn tell_and_close(mut channel: Channel<Msg>, handle: russh::server::Handle
     let _ = handle.exit_status_request(id, 1).await;
     let _ = handle.eof(id).await;
     let _ = handle.close(id).await;
+    // Then the connection goes: a refused user holds no slot.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = handle
+        .disconnect(
+            russh::Disconnect::ByApplication,
+            format!("rempart: {reason}"),
+            "en".into(),
+        )
+        .await;
 }
 
 #[cfg(test)]

@@ -15,23 +15,33 @@ pub fn spawn(bastion: Arc<Bastion>, session: Arc<Session>) {
         let mut tick = tokio::time::interval(bastion.config.grant_recheck);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let ends_at = *session.ends_at.lock().unwrap_or_else(|e| e.into_inner());
+            let until_end = (ends_at - OffsetDateTime::now_utc())
+                .try_into()
+                .unwrap_or(std::time::Duration::ZERO);
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = cut.changed() => break,
+                // The known end holds whatever the control plane does.
+                () = tokio::time::sleep(until_end) => {}
             }
             if session.cut_reason().is_some() || session.upstream.is_closed() {
                 break;
             }
-            let ends_at = *session.ends_at.lock().unwrap_or_else(|e| e.into_inner());
             if OffsetDateTime::now_utc() >= ends_at {
                 session.end(format!("your grant ended at {ends_at}"));
                 break;
             }
-            match bastion
-                .control
-                .check_grant(&session.user, &session.target.name)
-                .await
-            {
+            // An answer slower than the period counts as no answer.
+            let check = tokio::time::timeout(
+                bastion.config.grant_recheck,
+                bastion
+                    .control
+                    .check_grant(&session.user, &session.target.name),
+            )
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within the recheck period")));
+            match check {
                 Ok(check) if !check.allow => {
                     session.end(format!(
                         "your grant ended: {}",
@@ -57,17 +67,33 @@ pub fn spawn(bastion: Arc<Bastion>, session: Arc<Session>) {
     });
 }
 
-/// Tells the user on every open channel, then closes both connections.
+/// Closes the target connection, tells the user on every open channel
+/// (bounded: a client that reads nothing cannot hold the cut back), then
+/// closes the user's connection.
 pub async fn cut_session(session: &Session, reason: &str) {
     tracing::info!(session = %session.id, %reason, "session cut");
-    if let Some(handle) = session.user_connection.get() {
-        let channels: Vec<_> = session
-            .channels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .copied()
-            .collect();
+    let bounded = std::time::Duration::from_secs(2);
+    // The target first: from now on nothing more reaches it.
+    let _ = tokio::time::timeout(
+        bounded,
+        session.upstream.disconnect(
+            russh::Disconnect::ByApplication,
+            "session cut by the bastion",
+            "en",
+        ),
+    )
+    .await;
+    let Some(handle) = session.user_connection.get() else {
+        return;
+    };
+    let channels: Vec<_> = session
+        .channels
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .copied()
+        .collect();
+    let _ = tokio::time::timeout(bounded, async {
         for id in channels {
             let _ = handle
                 .extended_data(id, 1, format!("\r\nrempart: {reason}\r\n").into_bytes())
@@ -75,20 +101,15 @@ pub async fn cut_session(session: &Session, reason: &str) {
             let _ = handle.exit_status_request(id, 255).await;
             let _ = handle.close(id).await;
         }
-        let _ = handle
-            .disconnect(
-                russh::Disconnect::ByApplication,
-                format!("rempart: {reason}"),
-                "en".into(),
-            )
-            .await;
-    }
-    let _ = session
-        .upstream
-        .disconnect(
+    })
+    .await;
+    let _ = tokio::time::timeout(
+        bounded,
+        handle.disconnect(
             russh::Disconnect::ByApplication,
-            "session cut by the bastion",
-            "en",
-        )
-        .await;
+            format!("rempart: {reason}"),
+            "en".into(),
+        ),
+    )
+    .await;
 }

@@ -88,10 +88,10 @@ fn load_or_create_one(path: &Path) -> Result<PrivateKey> {
         .to_openssh(LineEnding::LF)
         .context("encoding an SSH CA key")?;
     write_new(path, &text, 0o600)?;
-    tracing::warn!(
-        path = %path.display(),
-        "made a new SSH certificate authority; other nodes of this deployment need a copy"
-    );
+    // At `init` this is expected; on an older data directory's first start
+    // it is news, but not a problem (other nodes get it with the copy of
+    // this directory).
+    tracing::info!(path = %path.display(), "made a new SSH certificate authority");
     Ok(key)
 }
 

@@ -15,8 +15,12 @@ use std::collections::HashMap;
 /// The largest packet accepted: OpenSSH's sftp-server refuses above
 /// 256 KiB; a little more leaves room for other servers' headers.
 pub const MAX_PACKET: usize = 256 * 1024 + 1024;
-/// Requests waiting for an answer, and files open, at most.
-const MAX_PENDING: usize = 4096;
+/// Requests waiting for an answer, and files open, at most (OpenSSH's
+/// client keeps 64 requests in flight).
+const MAX_PENDING: usize = 1024;
+/// The longest path noted (Linux's PATH_MAX): with the limits above, what
+/// one channel holds stays under a few MiB.
+pub const MAX_PATH: usize = 4096;
 
 const INIT: u8 = 1;
 const VERSION: u8 = 2;
@@ -24,6 +28,8 @@ const OPEN: u8 = 3;
 const CLOSE: u8 = 4;
 const READ: u8 = 5;
 const WRITE: u8 = 6;
+const SETSTAT: u8 = 9;
+const FSETSTAT: u8 = 10;
 const OPENDIR: u8 = 11;
 const REMOVE: u8 = 13;
 const MKDIR: u8 = 14;
@@ -49,13 +55,17 @@ pub enum SftpError {
     Malformed { kind: u8, what: &'static str },
     #[error("more than {MAX_PENDING} SFTP requests or open files at once")]
     TooMany,
+    #[error("SFTP request id {0} is already waiting for its answer")]
+    IdInUse(u32),
+    #[error("an SFTP path of {0} bytes: more than {MAX_PATH}")]
+    PathTooLong(usize),
 }
 
 /// One logged operation: `sftp.<kind>`, its outcome and fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     /// `open`, `read`, `write`, `remove`, `rename`, `mkdir`, `rmdir`,
-    /// `symlink`, `opendir`.
+    /// `symlink`, `link`, `setstat`, `copy`, `opendir`.
     pub kind: &'static str,
     pub success: bool,
     pub path: String,
@@ -139,6 +149,27 @@ impl<'a> Reader<'a> {
     fn text(&mut self, what: &'static str) -> Result<String, SftpError> {
         Ok(String::from_utf8_lossy(self.bytes(what)?).into_owned())
     }
+
+    /// A path: text no longer than [`MAX_PATH`].
+    fn path(&mut self, what: &'static str) -> Result<String, SftpError> {
+        let bytes = self.bytes(what)?;
+        if bytes.len() > MAX_PATH {
+            return Err(SftpError::PathTooLong(bytes.len()));
+        }
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+
+    /// A handle: servers make them short (OpenSSH: 4 bytes).
+    fn handle(&mut self) -> Result<Vec<u8>, SftpError> {
+        let bytes = self.bytes("handle")?;
+        if bytes.len() > 256 {
+            return Err(SftpError::Malformed {
+                kind: self.kind,
+                what: "a handle over 256 bytes",
+            });
+        }
+        Ok(bytes.to_vec())
+    }
 }
 
 /// Splits whole packets off `buffer` (after appending `data`), giving each
@@ -201,12 +232,24 @@ impl Observer {
         self.from_user.len() + self.from_target.len()
     }
 
+    /// Notes a request until its answer. An id already waiting is an
+    /// error: answers are matched by id, so reusing one could put one
+    /// operation's outcome on another.
     fn expect(&mut self, id: u32, pending: Pending) -> Result<(), SftpError> {
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&id) {
+        if self.pending.contains_key(&id) {
+            return Err(SftpError::IdInUse(id));
+        }
+        if self.pending.len() >= MAX_PENDING {
             return Err(SftpError::TooMany);
         }
         self.pending.insert(id, pending);
         Ok(())
+    }
+
+    fn path_of(&self, handle: &[u8]) -> String {
+        self.open
+            .get(handle)
+            .map_or_else(|| "(unknown handle)".to_owned(), |f| f.path.clone())
     }
 
     /// Bytes the user sent: requests are noted until answered.
@@ -220,7 +263,7 @@ impl Observer {
             let id = r.u32("request id")?;
             match kind {
                 OPEN => {
-                    let path = r.text("filename")?;
+                    let path = r.path("filename")?;
                     let flags = r.u32("pflags")?;
                     self.expect(
                         id,
@@ -232,7 +275,7 @@ impl Observer {
                     )?;
                 }
                 OPENDIR => {
-                    let path = r.text("path")?;
+                    let path = r.path("path")?;
                     self.expect(
                         id,
                         Pending::Open {
@@ -243,15 +286,15 @@ impl Observer {
                     )?;
                 }
                 CLOSE => {
-                    let handle = r.bytes("handle")?.to_vec();
+                    let handle = r.handle()?;
                     self.expect(id, Pending::Close { handle })?;
                 }
                 READ => {
-                    let handle = r.bytes("handle")?.to_vec();
+                    let handle = r.handle()?;
                     self.expect(id, Pending::Read { handle })?;
                 }
                 WRITE => {
-                    let handle = r.bytes("handle")?.to_vec();
+                    let handle = r.handle()?;
                     r.take(8, "offset")?;
                     let data = r.bytes("data")?;
                     if let Some(file) = self.open.get_mut(&handle) {
@@ -259,11 +302,12 @@ impl Observer {
                     }
                     self.expect(id, Pending::Write)?;
                 }
-                REMOVE | RMDIR | MKDIR => {
-                    let path = r.text("path")?;
+                REMOVE | RMDIR | MKDIR | SETSTAT => {
+                    let path = r.path("path")?;
                     let kind = match kind {
                         REMOVE => "remove",
                         RMDIR => "rmdir",
+                        SETSTAT => "setstat",
                         _ => "mkdir",
                     };
                     self.expect(
@@ -275,9 +319,21 @@ impl Observer {
                         },
                     )?;
                 }
+                FSETSTAT => {
+                    let handle = r.handle()?;
+                    let path = self.path_of(&handle);
+                    self.expect(
+                        id,
+                        Pending::Path {
+                            kind: "setstat",
+                            path,
+                            to: None,
+                        },
+                    )?;
+                }
                 RENAME | SYMLINK => {
-                    let from = r.text("path")?;
-                    let to = r.text("path")?;
+                    let from = r.path("path")?;
+                    let to = r.path("path")?;
                     let kind = if kind == RENAME { "rename" } else { "symlink" };
                     self.expect(
                         id,
@@ -290,17 +346,40 @@ impl Observer {
                 }
                 EXTENDED => {
                     let name = r.text("extension name")?;
-                    if name == "posix-rename@openssh.com" {
-                        let from = r.text("path")?;
-                        let to = r.text("path")?;
-                        self.expect(
-                            id,
-                            Pending::Path {
-                                kind: "rename",
-                                path: from,
-                                to: Some(to),
-                            },
-                        )?;
+                    match name.as_str() {
+                        "posix-rename@openssh.com" | "hardlink@openssh.com" => {
+                            let from = r.path("path")?;
+                            let to = r.path("path")?;
+                            let kind = if name.starts_with("posix-rename") {
+                                "rename"
+                            } else {
+                                "link"
+                            };
+                            self.expect(
+                                id,
+                                Pending::Path {
+                                    kind,
+                                    path: from,
+                                    to: Some(to),
+                                },
+                            )?;
+                        }
+                        // Server-side copy between two open files.
+                        "copy-data" => {
+                            let from = r.handle()?;
+                            r.take(16, "offset and length")?;
+                            let to = r.handle()?;
+                            let (path, to) = (self.path_of(&from), self.path_of(&to));
+                            self.expect(
+                                id,
+                                Pending::Path {
+                                    kind: "copy",
+                                    path,
+                                    to: Some(to),
+                                },
+                            )?;
+                        }
+                        _ => {}
                     }
                 }
                 // Stat, readdir, realpath and the like change nothing.
@@ -325,7 +404,7 @@ impl Observer {
             };
             match (kind, pending) {
                 (HANDLE, Pending::Open { path, mode, dir }) => {
-                    let handle = r.bytes("handle")?.to_vec();
+                    let handle = r.handle()?;
                     if self.open.len() >= MAX_PENDING {
                         return Err(SftpError::TooMany);
                     }
@@ -516,6 +595,43 @@ mod tests {
         assert_eq!(done[1].bytes, Some(1000));
         assert_eq!(done[2].to.as_deref(), Some("/tmp/final.bin"));
         assert_eq!(done[2].message.as_deref(), Some("Failure"));
+    }
+
+    #[test]
+    fn a_reused_id_or_a_huge_path_ends_the_stream_and_links_are_logged() {
+        let mut o = Observer::default();
+        let remove = packet(REMOVE, &[&u32b(1), &string(b"/etc/x")]);
+        let mkdir = packet(MKDIR, &[&u32b(1), &string(b"/tmp/y"), &u32b(0)]);
+        o.from_user(&remove).expect("ok");
+        assert_eq!(o.from_user(&mkdir), Err(SftpError::IdInUse(1)));
+
+        let mut o = Observer::default();
+        let long = packet(REMOVE, &[&u32b(1), &string(&[b'a'; MAX_PATH + 1])]);
+        assert_eq!(
+            o.from_user(&long),
+            Err(SftpError::PathTooLong(MAX_PATH + 1))
+        );
+
+        let mut o = Observer::default();
+        let link = packet(
+            EXTENDED,
+            &[
+                &u32b(7),
+                &string(b"hardlink@openssh.com"),
+                &string(b"/a"),
+                &string(b"/b"),
+            ],
+        );
+        o.from_user(&link).expect("ok");
+        let done = o
+            .from_target(&packet(
+                STATUS,
+                &[&u32b(7), &u32b(0), &string(b""), &string(b"")],
+            ))
+            .expect("ok");
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].kind, done[0].path.as_str()), ("link", "/a"));
+        assert_eq!(done[0].to.as_deref(), Some("/b"));
     }
 
     #[test]

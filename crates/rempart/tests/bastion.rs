@@ -414,7 +414,7 @@ fn direct_key(lab: &Lab) -> PathBuf {
 
 #[test]
 fn exec_shell_recording_sftp_and_forwarding_through_the_bastion() {
-    let lab = Lab::start();
+    let mut lab = Lab::start();
     let key = lab.login(&lab.alice, "alice");
     let cert = run(
         "ssh-keygen",
@@ -465,6 +465,39 @@ fn exec_shell_recording_sftp_and_forwarding_through_the_bastion() {
     assert_eq!(stdout(&through), "one\ntwo\n42\n");
     assert_eq!(through.stdout, direct.stdout);
     assert_eq!(through.stderr, direct.stderr);
+    // Both ways at once: 32 MiB in and straight back out (`cat`) to a user
+    // slow to read, the data intact and nothing stalled for good.
+    let payload: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let mut echo = lab
+        .ssh(&key, "alice+db-1", &[], &["cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ssh runs");
+    let mut input = echo.stdin.take().expect("piped");
+    let sent = payload.clone();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&sent);
+    });
+    let started = Instant::now();
+    // The user reads nothing for a while: both directions fill up.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut returned = Vec::new();
+    std::io::Read::read_to_end(&mut echo.stdout.take().expect("piped"), &mut returned)
+        .expect("read");
+    writer.join().expect("writer");
+    assert!(echo.wait().expect("ends").success());
+    assert!(
+        returned == payload,
+        "{} of {} bytes came back",
+        returned.len(),
+        payload.len()
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+
     // A 100 KB command: run, and logged cut short with the hash of the whole.
     let long_command = format!("true {}", "x".repeat(100_000));
     let out = lab
@@ -595,6 +628,32 @@ fn exec_shell_recording_sftp_and_forwarding_through_the_bastion() {
             .any(|s| s["id"] == session.as_str() && s["user"] == "alice"),
         "{listed}"
     );
+    // A recording changed in the store (behind the stopped control plane's
+    // back) no longer matches the well-log.
+    lab.server.kill();
+    let db = lab.deployment.data_dir().join("rempart.db");
+    let tampered = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1], timeout=10)\n\
+             db.execute(\"UPDATE ssh_recordings SET content = CAST(replace(CAST(content AS TEXT), 'marker-42-done', 'marker-00-done') AS BLOB) WHERE session_id = ?\", (sys.argv[2],))\n\
+             db.commit()\n",
+        )
+        .arg(&db)
+        .arg(&session)
+        .output()
+        .expect("python3 runs");
+    assert!(tampered.status.success(), "{}", stderr(&tampered));
+    lab.restart_control_plane();
+    let refused = lab.server.cli(&lab.sam, &["session", "export", &session]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("does not match the well-log"),
+        "{}",
+        stderr(&refused)
+    );
+
     // Engineers do not read recordings.
     let refused = lab.server.cli(&lab.alice, &["session", "list"]);
     assert_eq!(refused.status.code(), Some(1));

@@ -79,6 +79,19 @@ pub async fn store_recording(
             query.sha256
         )));
     }
+    // Once a session's summary is stored, its recordings are closed: a
+    // recording added later cannot pass for part of it.
+    if state.store.ssh_session(&id).await?.is_some() {
+        let stored = state.store.recordings_of(&id).await?;
+        if !stored
+            .iter()
+            .any(|r| r.name == name && r.sha256 == computed)
+        {
+            return Err(ApiError::conflict(format!(
+                "session {id} is stored already: no recording is added to it now"
+            )));
+        }
+    }
     let info = RecordingInfo {
         session: id.clone(),
         name: name.clone(),

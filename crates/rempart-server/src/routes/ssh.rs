@@ -236,7 +236,18 @@ pub async fn open_session(
             forward.is_some(),
         )
         .map_err(|e| ApiError::unavailable(&e))?;
-    Ok(Json(SessionGrant {
+    // Every session certificate is on the record, whoever asked: a bastion
+    // cannot open a session the well-log does not know of.
+    let details = object(json!({
+        "user": body.user,
+        "grant": grant,
+        "principal": principal,
+        "serial": cert.serial(),
+        "key_fingerprint": key.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        "client": body.client_address,
+        "valid_before": cert.valid_before(),
+    }));
+    let answer = SessionGrant {
         allow: true,
         reason: None,
         grant: Some(grant),
@@ -244,7 +255,13 @@ pub async fn open_session(
         principal: Some(principal),
         forward_ports: forward,
         certificate: Some(cert.to_openssh().map_err(|e| ApiError::unavailable(&e))?),
-    }))
+    };
+    let target = format!("host:{}", body.target);
+    detached(async move {
+        audit::record(&state, &caller, "ssh.session.certificate", target, details).await
+    })
+    .await?;
+    Ok(Json(answer))
 }
 
 #[cfg(test)]

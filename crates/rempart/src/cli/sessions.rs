@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use sha2::Digest;
 
 use super::connect::{ClientArgs, client};
 use super::output;
@@ -127,6 +128,9 @@ pub async fn run(args: &ClientArgs, command: SessionCommand) -> Result<()> {
             if !(speed.is_finite() && speed > 0.0) {
                 bail!("--speed must be above 0");
             }
+            if !(max_wait.is_finite() && max_wait >= 0.0) {
+                bail!("--max-wait must be 0 or more seconds");
+            }
             let content = fetch(&client, &id, recording).await?;
             play(&content, speed, max_wait)
         }
@@ -143,6 +147,9 @@ pub async fn run(args: &ClientArgs, command: SessionCommand) -> Result<()> {
     }
 }
 
+/// A recording's bytes, checked against the SHA-256 the bastion wrote in
+/// the well-log (`ssh.recording`) when the session ended: a recording
+/// changed since, in the store or on the way, is refused.
 async fn fetch(
     client: &rempart_client::Client,
     id: &str,
@@ -158,7 +165,28 @@ async fn fetch(
             }
         }
     };
-    Ok(client.recording(id, &name).await?)
+    let content = client.recording(id, &name).await?;
+    let logged = client
+        .search(&format!("kind:ssh.recording session:{id}"), 1000)
+        .await?;
+    let expected = logged.hits.iter().find_map(|hit| {
+        let part = hit.entry.as_ref()?.get("recording")?;
+        (part.get("name")?.as_str()? == name)
+            .then(|| part.get("sha256")?.as_str().map(str::to_owned))?
+    });
+    let actual: String = sha2::Sha256::digest(&content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match expected {
+        Some(expected) if expected == actual => Ok(content),
+        Some(expected) => bail!(
+            "recording {name} does not match the well-log: its SHA-256 is {actual}, the bastion logged {expected}"
+        ),
+        None => bail!(
+            "recording {name} is not in the well-log yet (no ssh.recording event): it cannot be checked"
+        ),
+    }
 }
 
 /// Writes the output events at their pace (divided by `speed`, pauses cut
