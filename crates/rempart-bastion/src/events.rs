@@ -26,10 +26,18 @@ const RETRY: Duration = Duration::from_secs(2);
 const FIELD_LIMIT: usize = 1024;
 const EVENT_SOFT_LIMIT: usize = 16 * 1024;
 
+/// What the sender task takes: events, and requests to say when all
+/// before them are stored or spooled.
+#[derive(Debug)]
+enum Queued {
+    Event(Value),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Where events are sent from; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Events {
-    tx: mpsc::Sender<Value>,
+    tx: mpsc::Sender<Queued>,
 }
 
 impl Events {
@@ -51,7 +59,12 @@ impl Events {
         event.insert("outcome".to_owned(), json!(outcome));
         event.insert("ts".to_owned(), json!(now_rfc3339()));
         let event = fit(event);
-        if self.tx.send(Value::Object(event)).await.is_err() {
+        if self
+            .tx
+            .send(Queued::Event(Value::Object(event)))
+            .await
+            .is_err()
+        {
             tracing::error!(
                 kind,
                 "the event sender stopped: an event could not be queued"
@@ -85,13 +98,24 @@ fn fit(mut event: Map<String, Value>) -> Map<String, Value> {
     event
 }
 
+impl Events {
+    /// Waits until every event emitted before is stored by the control
+    /// plane or in the spool on disk (at shutdown).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Value>, spool: PathBuf) {
+async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Queued>, spool: PathBuf) {
     loop {
         // Spooled events go first, so the log keeps their order.
         if spool_len(&spool) > 0 {
@@ -105,8 +129,10 @@ async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Value>, spool: 
                     loop {
                         tokio::select! {
                             () = &mut deadline => break,
-                            event = rx.recv() => match event {
-                                Some(event) => append_spool(&spool, &[event]),
+                            queued = rx.recv() => match queued {
+                                Some(Queued::Event(event)) => append_spool(&spool, &[event]),
+                                // Everything before is on disk.
+                                Some(Queued::Flush(done)) => { let _ = done.send(()); }
                                 None => return,
                             },
                         }
@@ -115,19 +141,28 @@ async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Value>, spool: 
                 }
             }
         }
-        let Some(first) = rx.recv().await else {
-            return;
-        };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        match rx.recv().await {
+            Some(Queued::Event(event)) => batch.push(event),
+            Some(Queued::Flush(done)) => flushes.push(done),
+            None => return,
+        }
+        while batch.len() < BATCH && flushes.is_empty() {
             match rx.try_recv() {
-                Ok(event) => batch.push(event),
+                Ok(Queued::Event(event)) => batch.push(event),
+                Ok(Queued::Flush(done)) => flushes.push(done),
                 Err(_) => break,
             }
         }
-        if let Err((delivered, err)) = deliver(&control, &batch, &spool).await {
+        if !batch.is_empty()
+            && let Err((delivered, err)) = deliver(&control, &batch, &spool).await
+        {
             tracing::warn!(error = %err, events = batch.len() - delivered, "events: not delivered; spooled");
             append_spool(&spool, &batch[delivered..]);
+        }
+        for done in flushes {
+            let _ = done.send(());
         }
     }
 }

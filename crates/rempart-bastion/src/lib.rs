@@ -64,6 +64,8 @@ pub struct Bastion {
     /// Failed logins written to the well-log in the current window, and
     /// those left out since the last one written.
     failures: Mutex<FailureWindow>,
+    /// Sessions open now, by id: cut when the bastion stops.
+    pub open_sessions: Mutex<std::collections::HashMap<String, Arc<session::Session>>>,
 }
 
 #[derive(Debug)]
@@ -212,7 +214,11 @@ pub async fn run(
             written: 0,
             suppressed: 0,
         }),
+        open_sessions: Mutex::new(std::collections::HashMap::new()),
     });
+    if let Err(err) = ship::recover(&bastion).await {
+        tracing::error!(error = %format!("{err:#}"), "sessions left open by the previous run could not all be recovered");
+    }
     follow_user_ca(bastion.clone());
     ship::start(bastion.clone());
     let ssh = Arc::new(ssh_config(key));
@@ -284,8 +290,43 @@ pub async fn run(
             drop(permit);
         });
     }
+    stop(&bastion, &limit).await;
     tracing::info!("bastion stopped");
     Ok(())
+}
+
+/// On shutdown: every open session is cut with a reason and ends as usual
+/// (events, recordings, summary), then the events are flushed to the
+/// control plane or the spool. Bounded: what does not finish in time is
+/// recovered at the next start from its open-session note.
+async fn stop(bastion: &Bastion, connections: &Arc<Semaphore>) {
+    let open: Vec<_> = bastion
+        .open_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    tracing::info!(
+        sessions = open.len(),
+        "bastion stopping: cutting open sessions"
+    );
+    for session in &open {
+        session.end("the bastion is stopping".to_owned());
+    }
+    let all = u32::try_from(bastion.config.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(20), connections.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not end within 20 s");
+    }
+    if tokio::time::timeout(Duration::from_secs(10), bastion.events.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("events not flushed within 10 s");
+    }
 }
 
 /// After the user's connection closed: the relays finish (and with them
@@ -298,6 +339,11 @@ async fn end_session(bastion: &Bastion, session: &session::Session) {
     session
         .closed
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    bastion
+        .open_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&session.id);
     session.end(reason.clone());
     let _ = session
         .upstream
@@ -358,39 +404,12 @@ async fn end_session(bastion: &Bastion, session: &session::Session) {
         .events
         .emit("ssh.session.end", "success", fields.into())
         .await;
-    let summary = rempart_api::SessionSummary {
-        id: session.id.clone(),
-        user: session.user.clone(),
-        target: session.target.name.clone(),
-        grant: session.grant.clone(),
-        client: session.client.map(|c| c.to_string()).unwrap_or_default(),
-        started_at: session.started,
-        ended_at: OffsetDateTime::now_utc(),
-        reason: reason.clone(),
-        bytes_from_user: session
-            .bytes_from_user
-            .load(std::sync::atomic::Ordering::Relaxed),
-        bytes_to_user: session
-            .bytes_to_user
-            .load(std::sync::atomic::Ordering::Relaxed),
-        recordings: session
-            .recordings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|r| rempart_api::RecordingRef {
-                name: r
-                    .path
-                    .file_stem()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                sha256: r.sha256.clone(),
-                bytes: r.bytes,
-            })
-            .collect(),
-    };
+    let summary = session.summary(&reason);
     match ship::enqueue(&bastion.config.state_dir, &summary) {
-        Ok(()) => bastion.ship_now.notify_one(),
+        Ok(()) => {
+            ship::note_closed(&bastion.config.state_dir, &session.id);
+            bastion.ship_now.notify_one();
+        }
         Err(err) => {
             tracing::error!(session = %session.id, error = %format!("{err:#}"), "the session's summary could not be queued")
         }

@@ -145,7 +145,9 @@ impl Recorder {
             line.push(b'\n');
             self.written += line.len() as u64;
             self.digest.update(&line);
-            self.file.write_all(&line)
+            // Each event reaches the OS at once: a bastion killed mid-session
+            // leaves a recording complete up to its last event.
+            self.file.write_all(&line).and_then(|()| self.file.flush())
         });
         if let Err(err) = written {
             // The session goes on; the end event says the recording failed.

@@ -290,6 +290,27 @@ impl russh::server::Handler for Connection {
                     .emit("ssh.session.start", "success", fields.into())
                     .await;
                 tracing::info!(session = %session.id, user, target, "ssh: session opened");
+                // Noted on disk first: a session the bastion cannot account
+                // for after a crash does not start.
+                if let Err(err) =
+                    crate::ship::note_open(&self.bastion.config.state_dir, &session.summary("open"))
+                {
+                    let reason = format!("the bastion cannot note the session ({err:#})");
+                    tracing::error!(%reason);
+                    let _ = session
+                        .upstream
+                        .disconnect(russh::Disconnect::ByApplication, "", "en")
+                        .await;
+                    self.state = State::Refused(reason);
+                    self.authenticated
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Auth::Accept);
+                }
+                self.bastion
+                    .open_sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(session.id.clone(), session.clone());
                 crate::watch::spawn(self.bastion.clone(), session.clone());
                 *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
                 self.state = State::Open(session);

@@ -103,6 +103,37 @@ impl Session {
         });
     }
 
+    /// The summary the control plane stores, as things stand.
+    pub fn summary(&self, reason: &str) -> rempart_api::SessionSummary {
+        rempart_api::SessionSummary {
+            id: self.id.clone(),
+            user: self.user.clone(),
+            target: self.target.name.clone(),
+            grant: self.grant.clone(),
+            client: self.client.map(|c| c.to_string()).unwrap_or_default(),
+            started_at: self.started,
+            ended_at: OffsetDateTime::now_utc(),
+            reason: reason.to_owned(),
+            bytes_from_user: self.bytes_from_user.load(Ordering::Relaxed),
+            bytes_to_user: self.bytes_to_user.load(Ordering::Relaxed),
+            recordings: self
+                .recordings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|r| rempart_api::RecordingRef {
+                    name: r
+                        .path
+                        .file_stem()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: r.sha256.clone(),
+                    bytes: r.bytes,
+                })
+                .collect(),
+        }
+    }
+
     pub fn cut_reason(&self) -> Option<String> {
         self.cut.borrow().clone()
     }

@@ -41,6 +41,37 @@ fn run(program: &str, args: &[&str]) -> Output {
     out
 }
 
+/// Starts `rempart bastion` on `<dir>/bastion.toml`; its address.
+fn start_bastion(dir: &Path) -> (Guard, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bastion.log"))
+        .expect("log");
+    let mut child = Command::new(BIN)
+        .args(["bastion", "--config"])
+        .arg(dir.join("bastion.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("the bastion starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut line,
+    )
+    .expect("reads");
+    let guard = Guard(child);
+    let address: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the bastion printed {line:?}"))
+        .parse()
+        .expect("an address");
+    (guard, address)
+}
+
 /// The control plane, a stock sshd (the target, as hosts db-1, db-2 and
 /// db-3), and the bastion in front of it.
 struct Lab {
@@ -54,7 +85,7 @@ struct Lab {
     sshd_port: u16,
     bastion: SocketAddr,
     _sshd: Guard,
-    _bastion: Guard,
+    bastion_process: Guard,
 }
 
 fn add_user(server: &Server, admin: &str, name: &str, role: &str) -> String {
@@ -221,27 +252,7 @@ impl Lab {
             ),
         )
         .expect("write");
-        let mut child = Command::new(BIN)
-            .args(["bastion", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("bastion.log")).expect("log"))
-            .spawn()
-            .expect("the bastion starts");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
-            &mut line,
-        )
-        .expect("reads");
-        let bastion_guard = Guard(child);
-        let bastion: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the bastion printed {line:?}"))
-            .parse()
-            .expect("an address");
+        let (bastion_guard, bastion) = start_bastion(&dir);
         let lab = Lab {
             deployment,
             server,
@@ -253,7 +264,7 @@ impl Lab {
             sshd_port,
             bastion,
             _sshd: sshd,
-            _bastion: bastion_guard,
+            bastion_process: bastion_guard,
         };
         lab.wait_for_sshd();
         lab
@@ -266,6 +277,50 @@ impl Lab {
             &self.deployment.data_dir(),
             &["--listen", &listen, "--danger-test-clock"],
         );
+    }
+
+    /// Stops the bastion with `signal` (TERM: it ends its sessions; KILL: a
+    /// crash), waits for it, and starts it again.
+    fn restart_bastion(&mut self, signal: &str) {
+        let pid = self.bastion_process.0.id().to_string();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while self.bastion_process.0.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "the bastion did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (guard, address) = start_bastion(&self.dir);
+        self.bastion_process = guard;
+        self.bastion = address;
+    }
+
+    /// The stored session whose id the well-log gave for a marker typed in it.
+    fn stored_session(&self, reason_part: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.server.cli(&self.sam, &["session", "list", "--json"]);
+            if out.status.success() {
+                let list = json(&stdout(&out));
+                if let Some(found) = list["sessions"].as_array().and_then(|all| {
+                    all.iter()
+                        .find(|s| {
+                            s["reason"]
+                                .as_str()
+                                .is_some_and(|r| r.contains(reason_part))
+                        })
+                        .cloned()
+                }) {
+                    return found;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no stored session ended by {reason_part:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn wait_for_sshd(&self) {
@@ -1138,4 +1193,59 @@ fn wait_output(mut guard: Guard, limit: Duration) -> Output {
         stdout: Vec::new(),
         stderr: stderr_text,
     }
+}
+
+#[test]
+fn sessions_survive_the_bastion_stopping_or_crashing_in_the_record() {
+    let mut lab = Lab::start();
+    let key = lab.login(&lab.alice, "alice");
+    lab.grant("host:db-1", "1h");
+    let shell = |lab: &Lab, typed: &[u8]| {
+        let mut child = lab
+            .ssh(&key, "alice+db-1", &["-tt"], &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh runs");
+        let mut input = child.stdin.take().expect("piped");
+        input.write_all(typed).expect("types");
+        std::thread::sleep(Duration::from_millis(1500));
+        (Guard(child), input)
+    };
+
+    // SIGTERM: the open session is cut with a reason and stored as usual.
+    let (session, _input) = shell(&lab, b"echo alpha-$((1+1))\n");
+    lab.restart_bastion("TERM");
+    let out = wait_output(session, Duration::from_secs(10));
+    assert!(
+        stderr(&out).contains("rempart: the bastion is stopping"),
+        "{}",
+        stderr(&out)
+    );
+    let stopped = lab.stored_session("the bastion is stopping");
+    let id = stopped["id"].as_str().expect("id");
+    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    assert!(
+        stdout(&exported).contains("alpha-2"),
+        "{}",
+        stderr(&exported)
+    );
+
+    // SIGKILL: nothing ends the session; the next start does, from its note.
+    let (session, _input) = shell(&lab, b"echo beta-$((2+2))\n");
+    lab.restart_bastion("KILL");
+    drop(session);
+    let crashed = lab.stored_session("stopped during the session");
+    let id = crashed["id"].as_str().expect("id");
+    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    assert!(
+        stdout(&exported).contains("beta-4"),
+        "{}",
+        stderr(&exported)
+    );
+    let ends = lab.logged_until("kind:ssh.session.end recovered:true", |hits| {
+        !hits.is_empty()
+    });
+    assert!(ends.iter().any(|e| e["session"] == id), "{ends:?}");
 }
