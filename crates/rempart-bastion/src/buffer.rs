@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use russh::{ChannelMsg, ChannelReadHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// Bytes of data a direction holds before it stops reading.
-pub const CAP: usize = 16 << 20;
+/// Bytes of data a direction holds before it stops reading: twice the
+/// window the bastion gives, so a full window always fits.
+pub const CAP: usize = 4 << 20;
 /// How long both directions may stay full before the channel is cut.
 pub const STALL: Duration = Duration::from_secs(30);
 

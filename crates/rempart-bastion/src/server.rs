@@ -223,6 +223,16 @@ impl Connection {
     }
 }
 
+/// Channels one connection may have open at once (sessions and forwards):
+/// each holds two relay buffers.
+const MAX_CHANNELS: usize = 16;
+
+fn too_many_channels(session: &Session) -> bool {
+    let mut relays = session.relays.lock().unwrap_or_else(|e| e.into_inner());
+    relays.retain(|relay| !relay.is_finished());
+    relays.len() >= MAX_CHANNELS
+}
+
 /// `alice+db-1` → (`alice`, `db-1`).
 fn split_login(login: &str) -> Option<(&str, &str)> {
     let (user, target) = login.split_once('+')?;
@@ -358,6 +368,9 @@ impl russh::server::Handler for Connection {
                     .reject(ChannelOpenFailure::AdministrativelyProhibited)
                     .await;
             }
+            State::Open(open) if too_many_channels(open) => {
+                reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            }
             State::Open(open) => {
                 let open = open.clone();
                 let target_channel = match open.upstream.channel_open_session().await {
@@ -410,6 +423,10 @@ impl russh::server::Handler for Connection {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
+            return Ok(());
+        }
+        if too_many_channels(open) {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
         let open = open.clone();
