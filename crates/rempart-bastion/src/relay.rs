@@ -13,7 +13,7 @@ use russh::{Channel, ChannelMsg, client, server};
 use serde_json::json;
 
 use crate::Bastion;
-use crate::buffer::{self, Full};
+use crate::buffer::{self, Side};
 use crate::recording::Recorder;
 use crate::session::Session;
 use rempart_sftp::{Observer, Operation};
@@ -118,22 +118,29 @@ fn record(
     }
 }
 
-/// Cuts the session if both directions of a channel stay full (see
-/// [`buffer`]): a hang becomes an ended session with a reason.
-fn watch_for_stall(session: &Arc<Session>, a: Full, b: Full) {
+/// Cuts the session when a direction of a channel would need more than
+/// its buffer and overflow (see [`buffer`]): memory stays bounded, and the
+/// user is told why.
+fn watch_for_overflow(session: &Arc<Session>, user: Side, target: Side) {
     let session = session.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         while session.cut_reason().is_none()
             && !session.upstream.is_closed()
-            && !(a.is_done() && b.is_done())
+            && !(user.is_done() && target.is_done())
         {
             tick.tick().await;
-            if buffer::stalled(&a, &b) {
+            let which = if user.overflowed() {
+                Some("your input is not being taken by the target")
+            } else if target.overflowed() {
+                Some("the target's output is not being read")
+            } else {
+                None
+            };
+            if let Some(which) = which {
                 session.end(format!(
-                    "the channel stalled: {} MiB waited each way for {} s without being read",
-                    buffer::CAP >> 20,
-                    buffer::STALL.as_secs()
+                    "the channel was cut: {which}, and more than {} MiB waited in the bastion",
+                    (buffer::CAP + buffer::OVERFLOW) >> 20
                 ));
             }
         }
@@ -152,9 +159,13 @@ pub async fn session_channel(
     let id = user_channel.id();
     let (from_user, to_user) = user_channel.split();
     let (from_target, to_target) = target_channel.split();
-    let (mut from_user, user_full) = buffer::read(from_user);
-    let (mut from_target, target_full) = buffer::read(from_target);
-    watch_for_stall(&session, user_full, target_full);
+    let buffer::Pair {
+        mut from_user,
+        mut from_target,
+        user: user_side,
+        target: target_side,
+    } = buffer::pair(from_user, from_target);
+    watch_for_overflow(&session, user_side, target_side);
     let recorder: SharedRecorder = Arc::new(Mutex::new(None));
     let sftp: SharedSftp = Arc::new(Mutex::new(None));
 
@@ -449,9 +460,13 @@ pub async fn forward_channel(
 ) {
     let (from_user, to_user) = user_channel.split();
     let (from_target, to_target) = target_channel.split();
-    let (mut from_user, user_full) = buffer::read(from_user);
-    let (mut from_target, target_full) = buffer::read(from_target);
-    watch_for_stall(&session, user_full, target_full);
+    let buffer::Pair {
+        mut from_user,
+        mut from_target,
+        user: user_side,
+        target: target_side,
+    } = buffer::pair(from_user, from_target);
+    watch_for_overflow(&session, user_side, target_side);
     let upward = {
         let session = session.clone();
         async move {
