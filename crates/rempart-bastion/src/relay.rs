@@ -27,6 +27,12 @@ struct Pty {
 }
 
 type SharedRecorder = Arc<Mutex<Option<Recorder>>>;
+
+/// Which refused forwarding a request asked for.
+enum MessageKind {
+    X11,
+    Other,
+}
 /// Set once the channel runs the sftp subsystem.
 type SharedSftp = Arc<Mutex<Option<Observer>>>;
 
@@ -179,6 +185,11 @@ pub async fn session_channel(
             let mut pty: Option<Pty> = None;
             let mut started = false;
             while let Some((message, _room)) = from_user.recv().await {
+                let message_kind = if matches!(message, ChannelMsg::RequestX11 { .. }) {
+                    MessageKind::X11
+                } else {
+                    MessageKind::Other
+                };
                 let sent = match message {
                     ChannelMsg::Data { data } => {
                         session.count_from_user(data.len());
@@ -309,7 +320,26 @@ pub async fn session_channel(
                             .set_env(false, variable_name, variable_value)
                             .await
                     }
-                    // Agent and X11 forwarding stay off: the handler refused them.
+                    // Agent and X11 forwarding stay off, and are logged as
+                    // refused (russh answers the agent request itself).
+                    ChannelMsg::RequestX11 { .. } | ChannelMsg::AgentForward { .. } => {
+                        let x11 = matches!(message_kind, MessageKind::X11);
+                        let mut fields = session.fields();
+                        fields.insert("direction".into(), json!(if x11 { "x11" } else { "agent" }));
+                        fields.insert("reason".into(), json!("agent and X11 forwarding are off"));
+                        bastion
+                            .events
+                            .emit("ssh.forward", "denied", fields.into())
+                            .await;
+                        if x11 {
+                            handle
+                                .channel_failure(id)
+                                .await
+                                .map_err(|()| russh::Error::SendError)
+                        } else {
+                            Ok(())
+                        }
+                    }
                     _ => Ok(()),
                 };
                 if sent.is_err() {

@@ -479,6 +479,29 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        // Unix sockets on the target are not reachable through the bastion.
+        if let State::Open(open) = &self.state {
+            let mut fields = open.fields();
+            fields.insert("destination".into(), json!(socket_path));
+            fields.insert("reason".into(), json!("forwarding to Unix sockets is off"));
+            self.bastion
+                .events
+                .emit("ssh.forward", "denied", fields.into())
+                .await;
+        }
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
     async fn tcpip_forward(
         &mut self,
         address: &str,

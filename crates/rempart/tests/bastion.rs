@@ -985,6 +985,8 @@ fn no_grant_wrong_or_expired_certificates_and_unknown_host_keys_are_refused() {
         .output()
         .expect("ssh runs");
     assert_eq!(stdout(&out), "agent=none\n", "{}", stderr(&out));
+    let refused = lab.logged("kind:ssh.forward outcome:denied direction:agent actor:alice");
+    assert!(!refused.is_empty());
 
     // Garbage on the SSH port: each connection is closed, the bastion stays.
     let mut huge = b"SSH-2.0-OpenSSH_9.2\r\n".to_vec();
