@@ -179,23 +179,36 @@ impl DataCentre {
                 .expect("socat starts");
             self.listeners.push(child);
         }
-        // Listening before the first connection (bounded wait).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let out = self.exec("db", &["ss", "-ltn"]);
-            if PORTS
-                .iter()
-                .all(|p| stdout(&out).contains(&format!(":{p} ")))
-            {
-                return;
+        // Listening before the first attempt, TCP and UDP, on every host
+        // (bounded wait).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ready = |dc: &Self, host: &str| {
+            let tcp = stdout(&dc.exec(host, &["ss", "-ltn"]));
+            let udp = stdout(&dc.exec(host, &["ss", "-lun"]));
+            PORTS.iter().all(|p| tcp.contains(&format!(":{p} ")))
+                && udp.contains(&format!(":{UDP_PORT} "))
+        };
+        for host in &HOSTS {
+            while !ready(self, host.name) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the listeners of {} did not start",
+                    host.name
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the listeners did not start");
     }
 
-    /// Whether a datagram from `from` to `to`:`port` is answered (1 s at most).
+    /// Whether a datagram from `from` to `to`:`port` is answered. UDP is
+    /// best effort and the answer comes from a forked process, so a loaded
+    /// machine gets three tries of 2 s; a flow the rules drop never answers
+    /// however often it is tried.
     fn exchanges(&self, from: &str, to: &str, port: u16, v6: bool) -> bool {
+        (0..3).any(|_| self.exchange_once(from, to, port, v6))
+    }
+
+    fn exchange_once(&self, from: &str, to: &str, port: u16, v6: bool) -> bool {
         use std::io::Write;
         let target = HOSTS.iter().find(|h| h.name == to).expect("a host");
         let address = if v6 {
@@ -204,7 +217,7 @@ impl DataCentre {
             format!("UDP4:{}:{port}", target.v4)
         };
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(from), "socat", "-T1", "STDIO"])
+            .args(["netns", "exec", &self.ns(from), "socat", "-T2", "STDIO"])
             .arg(&address)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
