@@ -234,3 +234,53 @@ async fn psql_and_pgbench_statements_are_seen_as_sent() {
         }
     }
 }
+
+/// The proxy's own startup on the real database: a session ready for
+/// queries, with the server's parameters and cancel key; an unknown role
+/// refused with the server's reason.
+#[tokio::test]
+async fn the_service_role_connects_and_an_unknown_one_is_refused() {
+    use rempart_pgproxy::upstream::{ServiceRole, UpstreamError, start};
+    let Some((user, address, db)) = database() else {
+        eprintln!("skipped: REMPART_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+        return;
+    };
+    let role = ServiceRole {
+        user: user.clone(),
+        database: db.clone(),
+        password: None,
+        application_name: "rempart test".into(),
+    };
+    let stream = TcpStream::connect(&address).await.expect("connect");
+    let mut ready = start(stream, &role).await.expect("ready");
+    assert!(
+        ready.parameters.iter().any(|(k, _)| k == "server_version"),
+        "{:?}",
+        ready.parameters
+    );
+    assert!(ready.cancel_key.is_some());
+    // The session answers a query (simple protocol, read raw).
+    let sql = b"SELECT 41 + 1\0";
+    let mut query = vec![b'Q'];
+    query.extend_from_slice(&((sql.len() + 4) as u32).to_be_bytes());
+    query.extend_from_slice(sql);
+    ready.stream.write_all(&query).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.ends_with(b"Z\0\0\0\x05I") {
+        let n = ready.stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed early");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.windows(2).any(|w| w == b"42"), "{answer:?}");
+
+    let stranger = ServiceRole {
+        user: "rempart_no_such_role".into(),
+        ..role
+    };
+    let stream = TcpStream::connect(&address).await.expect("connect");
+    match start(stream, &stranger).await {
+        Err(UpstreamError::Refused(why)) => assert!(why.starts_with("28000"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
