@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod database;
 mod ssh;
 
 pub use access::{
@@ -18,6 +19,8 @@ pub use access::{
     ResourceView, ReviewView, TrainingCompletion, TrainingModuleList, TrainingModuleView,
     TrainingRecorded, TrainingStatus, UserTraining,
 };
+
+pub use database::{CreateDbCertificate, DbAuthoritiesView, DbCertificate};
 
 pub use ssh::{
     CreateSshCertificate, OpenSession, RecordingRef, RecordingStored, SessionGrant, SessionList,
@@ -144,6 +147,10 @@ pub struct CreateMachine {
     /// A PEM certificate signing request made with the machine's own key;
     /// only its public key is used.
     pub csr_pem: String,
+    /// Names (DNS or IP) the certificate also serves TLS under: a
+    /// bastion's PostgreSQL listener. Bastions only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -22,6 +22,36 @@ struct RawConfig {
     max_connections: usize,
     #[serde(default)]
     target: Vec<RawTarget>,
+    #[serde(default)]
+    postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    listen: SocketAddr,
+    #[serde(default)]
+    redact_parameters: bool,
+    #[serde(default)]
+    database: Vec<RawDatabase>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    name: String,
+    address: String,
+    #[serde(default)]
+    upstream_database: Option<String>,
+    user: String,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    server_name: Option<String>,
+    #[serde(default)]
+    danger_upstream_plaintext: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +99,51 @@ pub struct Target {
     pub trust: HostTrust,
 }
 
+/// How the bastion reaches a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamTls {
+    /// TLS, the server's certificate checked against `ca_cert` for
+    /// `server_name`.
+    VerifyFull {
+        ca_cert: PathBuf,
+        server_name: String,
+    },
+    /// No TLS (`danger_upstream_plaintext`): only for a database on the
+    /// bastion's own machine or a network nobody else is on.
+    DangerPlaintext,
+}
+
+/// A database behind the bastion: `db:NAME`.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub name: String,
+    /// `host:port` of the real server.
+    pub address: String,
+    /// Its database name there (the resource name unless given).
+    pub upstream_database: String,
+    /// The service role the bastion logs in as.
+    pub user: String,
+    /// A file holding the service role's password (SCRAM-SHA-256), read
+    /// at each connection; none when the server trusts the bastion.
+    pub password_file: Option<PathBuf>,
+    pub tls: UpstreamTls,
+}
+
+/// `[postgres]`: the bastion's PostgreSQL listener.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub listen: SocketAddr,
+    /// Bound parameter values are left out of `db.query` events.
+    pub redact_parameters: bool,
+    pub databases: Vec<Database>,
+}
+
+impl Postgres {
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ControlPlane {
     pub server: String,
@@ -88,6 +163,7 @@ pub struct BastionConfig {
     pub grant_recheck: Duration,
     pub max_connections: usize,
     pub targets: Vec<Target>,
+    pub postgres: Option<Postgres>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +171,83 @@ pub struct BastionConfig {
 pub struct ConfigError {
     pub file: String,
     pub message: String,
+}
+
+/// A resource name: lowercase letters, digits, '-', '_' or '.'.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+fn host_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+fn parse_postgres(raw: RawPostgres, at: &dyn Fn(&Path) -> PathBuf) -> Result<Postgres, String> {
+    let mut databases: Vec<Database> = Vec::new();
+    for db in raw.database {
+        let name = db.name;
+        let fail = |what: String| format!("postgres.database {name}: {what}");
+        if !valid_name(&name) {
+            return Err(format!(
+                "postgres.database {name:?}: a name is lowercase letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if databases.iter().any(|d| d.name == name) {
+            return Err(fail("defined twice".to_owned()));
+        }
+        if !host_port(&db.address) {
+            return Err(fail(format!("address {:?} is not host:port", db.address)));
+        }
+        if db.user.is_empty() {
+            return Err(fail("user: the service role is empty".to_owned()));
+        }
+        let tls = match (db.danger_upstream_plaintext, db.ca_cert) {
+            (true, None) => UpstreamTls::DangerPlaintext,
+            (true, Some(_)) => {
+                return Err(fail(
+                    "give ca_cert or danger_upstream_plaintext, not both".to_owned(),
+                ));
+            }
+            (false, Some(ca)) => {
+                let host = db
+                    .address
+                    .rsplit_once(':')
+                    .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+                    .unwrap_or_default()
+                    .to_owned();
+                UpstreamTls::VerifyFull {
+                    ca_cert: at(&ca),
+                    server_name: db.server_name.unwrap_or(host),
+                }
+            }
+            (false, None) => {
+                return Err(fail(
+                    "ca_cert is needed to check the database's TLS certificate \
+                     (danger_upstream_plaintext = true turns TLS off, for a database on this machine)"
+                        .to_owned(),
+                ));
+            }
+        };
+        databases.push(Database {
+            upstream_database: db.upstream_database.unwrap_or_else(|| name.clone()),
+            name,
+            address: db.address,
+            user: db.user,
+            password_file: db.password_file.map(|p| at(&p)),
+            tls,
+        });
+    }
+    Ok(Postgres {
+        listen: raw.listen,
+        redact_parameters: raw.redact_parameters,
+        databases,
+    })
 }
 
 impl BastionConfig {
@@ -130,16 +283,15 @@ impl BastionConfig {
         if !(1..=100_000).contains(&raw.max_connections) {
             return Err("max_connections: 1 to 100000".to_owned());
         }
+        let postgres = raw
+            .postgres
+            .map(|raw| parse_postgres(raw, &at))
+            .transpose()?;
         let mut names = BTreeSet::new();
         let mut targets = Vec::new();
         for target in raw.target {
             let name = target.name;
-            let valid = !name.is_empty()
-                && name.len() <= 128
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-            if !valid {
+            if !valid_name(&name) {
                 return Err(format!(
                     "target {name:?}: a name is lowercase letters, digits, '-', '_' or '.'"
                 ));
@@ -147,11 +299,7 @@ impl BastionConfig {
             if !names.insert(name.clone()) {
                 return Err(format!("target {name}: defined twice"));
             }
-            if target
-                .address
-                .rsplit_once(':')
-                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-            {
+            if !host_port(&target.address) {
                 return Err(format!(
                     "target {name}: address {:?} is not host:port",
                     target.address
@@ -189,6 +337,7 @@ impl BastionConfig {
             grant_recheck: Duration::from_millis(raw.grant_recheck_ms),
             max_connections: raw.max_connections,
             targets,
+            postgres,
         })
     }
 
@@ -226,6 +375,37 @@ mod tests {
             Some("127.0.0.1:22")
         );
         assert_eq!(parsed.grant_recheck, Duration::from_secs(2));
+        assert!(parsed.postgres.is_none());
+    }
+
+    #[test]
+    fn a_postgres_listener_and_its_databases() {
+        let text = config(
+            "[postgres]\nlisten = \"127.0.0.1:5433\"\nredact_parameters = true\n\n\
+             [[postgres.database]]\nname = \"payments\"\naddress = \"db-1.internal:5432\"\n\
+             user = \"rempart_payments\"\npassword_file = \"payments.password\"\nca_cert = \"pg-ca.crt\"\n\n\
+             [[postgres.database]]\nname = \"ledger\"\naddress = \"127.0.0.1:5432\"\nupstream_database = \"ledger_prod\"\n\
+             user = \"svc\"\ndanger_upstream_plaintext = true\n",
+        );
+        let parsed = BastionConfig::parse(&text, Path::new("/etc/rempart")).expect("parses");
+        let postgres = parsed.postgres.expect("a listener");
+        assert!(postgres.redact_parameters);
+        let payments = postgres.database("payments").expect("payments");
+        assert_eq!(payments.upstream_database, "payments");
+        assert_eq!(
+            payments.password_file.as_deref(),
+            Some(Path::new("/etc/rempart/payments.password"))
+        );
+        assert_eq!(
+            payments.tls,
+            UpstreamTls::VerifyFull {
+                ca_cert: PathBuf::from("/etc/rempart/pg-ca.crt"),
+                server_name: "db-1.internal".into()
+            }
+        );
+        let ledger = postgres.database("ledger").expect("ledger");
+        assert_eq!(ledger.upstream_database, "ledger_prod");
+        assert_eq!(ledger.tls, UpstreamTls::DangerPlaintext);
     }
 
     #[test]
@@ -260,6 +440,18 @@ mod tests {
             "[[target]]\nname = \"a\"\naddress = \"h:22\"\nhost_key = \"{KEY}\"\n[[target]]\nname = \"a\"\naddress = \"h:22\"\nhost_key = \"{KEY}\"\n"
         );
         refused(&twice, "defined twice");
+        refused(
+            "[postgres]\nlisten = \"127.0.0.1:5433\"\n[[postgres.database]]\nname = \"payments\"\naddress = \"127.0.0.1:5432\"\nuser = \"svc\"\n",
+            "ca_cert is needed",
+        );
+        refused(
+            "[postgres]\nlisten = \"127.0.0.1:5433\"\n[[postgres.database]]\nname = \"payments\"\naddress = \"db\"\nuser = \"svc\"\ndanger_upstream_plaintext = true\n",
+            "postgres.database payments: address \"db\" is not host:port",
+        );
+        refused(
+            "[postgres]\nlisten = \"127.0.0.1:5433\"\nredact = true\n",
+            "unknown field `redact`",
+        );
         let plain = config("").replace("https://", "http://");
         assert!(BastionConfig::parse(&plain, Path::new("/")).is_err());
     }

@@ -67,6 +67,18 @@ impl ControlPlane {
             .await?)
     }
 
+    pub async fn check_db_grant(&self, user: &str, database: &str) -> Result<GrantCheck> {
+        Ok(self
+            .client
+            .check_grant(user, &format!("db:{database}"))
+            .await?)
+    }
+
+    /// The CA whose client certificates the PostgreSQL listener accepts.
+    pub async fn db_user_ca(&self) -> Result<String> {
+        Ok(self.client.db_authorities().await?.user_ca_pem)
+    }
+
     pub async fn store_recording(
         &self,
         session: &str,

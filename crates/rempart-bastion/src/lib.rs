@@ -20,6 +20,7 @@ pub mod buffer;
 pub mod config;
 pub mod control;
 pub mod events;
+pub mod postgres;
 pub mod recording;
 pub mod relay;
 pub mod server;
@@ -66,6 +67,15 @@ pub struct Bastion {
     failures: Mutex<FailureWindow>,
     /// Sessions open now, by id: cut when the bastion stops.
     pub open_sessions: Mutex<std::collections::HashMap<String, Arc<session::Session>>>,
+    /// The PostgreSQL listener's state, when `[postgres]` is configured.
+    pub postgres: Option<postgres::DbListener>,
+}
+
+/// Where the bastion listens, once it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    pub ssh: std::net::SocketAddr,
+    pub postgres: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -184,10 +194,10 @@ fn follow_user_ca(bastion: Arc<Bastion>) {
 }
 
 /// Runs the bastion until `shutdown` completes. `on_listening` is told the
-/// bound address (tests bind port 0).
+/// bound addresses (tests bind port 0).
 pub async fn run(
     config: BastionConfig,
-    on_listening: impl FnOnce(std::net::SocketAddr),
+    on_listening: impl FnOnce(Listening),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     std::fs::DirBuilder::new()
@@ -203,6 +213,20 @@ pub async fn run(
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     let limit = Arc::new(Semaphore::new(config.max_connections));
+    let (db_listener, postgres) = match &config.postgres {
+        Some(settings) => {
+            let bound = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("listening on {} (postgres)", settings.listen))?;
+            let state = postgres::DbListener::new(
+                settings.clone(),
+                &config.control_plane,
+                config.max_connections,
+            )?;
+            (Some(bound), Some(state))
+        }
+        None => (None, None),
+    };
     let bastion = Arc::new(Bastion {
         config,
         control,
@@ -215,6 +239,7 @@ pub async fn run(
             suppressed: 0,
         }),
         open_sessions: Mutex::new(std::collections::HashMap::new()),
+        postgres,
     });
     if let Err(err) = ship::recover(&bastion).await {
         tracing::error!(error = %format!("{err:#}"), "sessions left open by the previous run could not all be recovered");
@@ -222,8 +247,19 @@ pub async fn run(
     follow_user_ca(bastion.clone());
     ship::start(bastion.clone());
     let ssh = Arc::new(ssh_config(key));
+    let (stop_db, stopping) = tokio::sync::watch::channel(false);
+    let mut db_address = None;
+    if let Some(db_listener) = db_listener {
+        db_address = Some(db_listener.local_addr()?);
+        postgres::follow_user_ca(bastion.clone());
+        tokio::spawn(postgres::serve(bastion.clone(), db_listener, stopping));
+        tracing::info!(address = ?db_address, "bastion listening for PostgreSQL");
+    }
     tracing::info!(%address, "bastion listening");
-    on_listening(address);
+    on_listening(Listening {
+        ssh: address,
+        postgres: db_address,
+    });
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -290,6 +326,7 @@ pub async fn run(
             drop(permit);
         });
     }
+    let _ = stop_db.send(true);
     stop(&bastion, &limit).await;
     tracing::info!("bastion stopped");
     Ok(())
@@ -315,12 +352,20 @@ async fn stop(bastion: &Bastion, connections: &Arc<Semaphore>) {
         session.end("the bastion is stopping".to_owned());
     }
     let all = u32::try_from(bastion.config.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(Duration::from_secs(20), connections.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not end within 20 s");
-    }
+    let ssh_sessions = async {
+        if tokio::time::timeout(Duration::from_secs(20), connections.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not end within 20 s");
+        }
+    };
+    let db_sessions = async {
+        if let Some(db) = &bastion.postgres {
+            db.stop(Duration::from_secs(20)).await;
+        }
+    };
+    tokio::join!(ssh_sessions, db_sessions);
     if tokio::time::timeout(Duration::from_secs(10), bastion.events.flush())
         .await
         .is_err()

@@ -336,6 +336,20 @@ impl Client {
             .await
     }
 
+    /// A client certificate for one database behind the bastion.
+    pub async fn create_db_certificate(
+        &self,
+        request: &rempart_api::CreateDbCertificate,
+    ) -> Result<rempart_api::DbCertificate, ClientError> {
+        self.json(Method::POST, "/v1/db/certificates", Some(request))
+            .await
+    }
+
+    /// The CA whose database certificates the bastion accepts.
+    pub async fn db_authorities(&self) -> Result<rempart_api::DbAuthoritiesView, ClientError> {
+        self.json(Method::GET, "/v1/db/authorities", None).await
+    }
+
     /// The deployment's SSH CAs' public keys.
     pub async fn ssh_authorities(&self) -> Result<rempart_api::SshAuthoritiesView, ClientError> {
         self.json(Method::GET, "/v1/ssh/authorities", None).await

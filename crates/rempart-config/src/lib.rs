@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod database;
 mod ssh;
 mod template;
 mod values;
@@ -35,6 +36,7 @@ pub use access::{
     AccessSettings, AllowSetting, DurationSetting, LabelsSetting, PatternSetting, ThresholdSetting,
     WebhookSetting,
 };
+pub use database::DatabaseSettings;
 pub use ssh::SshSettings;
 pub use template::{DEFAULT_ORIGIN, default_toml};
 pub use values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
@@ -57,6 +59,9 @@ pub struct Config {
     /// Optional, as `access` is.
     #[serde(default = "template::default_ssh")]
     pub ssh: SshSettings,
+    /// Optional, as `access` is.
+    #[serde(default = "template::default_database")]
+    pub database: DatabaseSettings,
     pub security_txt: SecurityTxt,
 }
 

@@ -11,8 +11,8 @@ use crate::access::{
 };
 use crate::values::{Bounded, ContactUri, LogOrigin, OptionalAddr, ServerName, StoreSetting};
 use crate::{
-    Config, HttpSettings, SecurityTxt, SshSettings, SyslogSettings, TlsSettings, TokenSettings,
-    WellLogSettings,
+    Config, DatabaseSettings, HttpSettings, SecurityTxt, SshSettings, SyslogSettings, TlsSettings,
+    TokenSettings, WellLogSettings,
 };
 
 const LISTEN: &str = "127.0.0.1:8443";
@@ -44,6 +44,15 @@ pub(crate) fn default_ssh() -> SshSettings {
     SshSettings {
         user_certificate_max: duration(USER_CERTIFICATE_MAX),
         session_certificate: duration(SESSION_CERTIFICATE),
+    }
+}
+
+const DATABASE_CERTIFICATE_MAX: &str = "8h";
+
+pub(crate) fn default_database() -> DatabaseSettings {
+    DatabaseSettings {
+        user_certificate_max: DurationSetting::try_from(DATABASE_CERTIFICATE_MAX.to_owned())
+            .unwrap_or_else(|_| unreachable!("the default duration parses")),
     }
 }
 
@@ -127,6 +136,7 @@ pub(crate) fn defaults(now: OffsetDateTime) -> Config {
         },
         access: default_access(),
         ssh: default_ssh(),
+        database: default_database(),
         security_txt: SecurityTxt {
             contact: ContactUri::try_from(CONTACT.to_owned())
                 .into_iter()
@@ -257,6 +267,11 @@ user_certificate_max = "{USER_CERTIFICATE_MAX}"
 # The bastion logs in to a target with a certificate of its own per session,
 # valid this long (1m to 1h): only the connection's setup needs it.
 session_certificate = "{SESSION_CERTIFICATE}"
+
+[database]
+# `rempart login --db NAME` gets a client certificate for the bastion's
+# PostgreSQL listener, valid at most this long (1m to 24h).
+user_certificate_max = "{DATABASE_CERTIFICATE_MAX}"
 
 [security_txt]
 # Served at /.well-known/security.txt (RFC 9116) for people reporting weaknesses.

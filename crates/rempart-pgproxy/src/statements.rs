@@ -525,6 +525,30 @@ impl Observer {
         }
     }
 
+    /// How many more server bytes end the message under way: `0` when the
+    /// server's stream is between two messages (where the proxy may put a
+    /// message of its own), else at least one (when even the length is not
+    /// known yet, enough to learn it).
+    pub fn server_message_remaining(&self) -> usize {
+        if self.skipping_server > 0 {
+            return self.skipping_server;
+        }
+        let held = self.from_server.len();
+        if held == 0 {
+            return 0;
+        }
+        if held < 5 {
+            return 5 - held;
+        }
+        let length = u32::from_be_bytes([
+            self.from_server[1],
+            self.from_server[2],
+            self.from_server[3],
+            self.from_server[4],
+        ]) as usize;
+        (1 + length).saturating_sub(held).max(1)
+    }
+
     /// Bytes held back, waiting for the rest of their message.
     pub fn buffered(&self) -> usize {
         self.from_client.len() + self.from_server.len()

@@ -48,6 +48,9 @@ pub struct ServiceRole {
     pub password: Option<Secret<String>>,
     /// Shown in `pg_stat_activity`: which user and grant the session is for.
     pub application_name: String,
+    /// Session settings the client asked for at startup (`client_encoding`,
+    /// `DateStyle`, …), passed on; `client_encoding` is UTF8 unless given.
+    pub settings: Vec<(String, String)>,
 }
 
 /// A connection ready for queries.
@@ -104,15 +107,24 @@ async fn start_inner<S: AsyncRead + AsyncWrite + Unpin>(
     role: &ServiceRole,
 ) -> Result<Ready<S>, UpstreamError> {
     let mut out = BytesMut::new();
-    frontend::startup_message(
-        [
-            ("user", role.user.as_str()),
-            ("database", role.database.as_str()),
-            ("application_name", role.application_name.as_str()),
-            ("client_encoding", "UTF8"),
-        ],
-        &mut out,
-    )?;
+    let mut startup = vec![
+        ("user", role.user.as_str()),
+        ("database", role.database.as_str()),
+        ("application_name", role.application_name.as_str()),
+    ];
+    if !role
+        .settings
+        .iter()
+        .any(|(name, _)| name == "client_encoding")
+    {
+        startup.push(("client_encoding", "UTF8"));
+    }
+    startup.extend(
+        role.settings
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
+    frontend::startup_message(startup, &mut out)?;
     stream.write_all(&out).await?;
     let mut buffer = BytesMut::new();
     let mut parameters = Vec::new();

@@ -250,6 +250,7 @@ async fn the_service_role_connects_and_an_unknown_one_is_refused() {
         database: db.clone(),
         password: None,
         application_name: "rempart test".into(),
+        settings: vec![("DateStyle".into(), "ISO, DMY".into())],
     };
     let stream = TcpStream::connect(&address).await.expect("connect");
     let mut ready = start(stream, &role).await.expect("ready");
@@ -259,6 +260,15 @@ async fn the_service_role_connects_and_an_unknown_one_is_refused() {
         ready.parameters
     );
     assert!(ready.cancel_key.is_some());
+    // The client's session settings reach the database.
+    assert!(
+        ready
+            .parameters
+            .iter()
+            .any(|(k, v)| k == "DateStyle" && v == "ISO, DMY"),
+        "{:?}",
+        ready.parameters
+    );
     // The session answers a query (simple protocol, read raw).
     let sql = b"SELECT 41 + 1\0";
     let mut query = vec![b'Q'];

@@ -14,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::error::ApiError;
-use crate::routes::{access, log, machines, meta, sessions, ssh, training, users};
+use crate::routes::{access, db, log, machines, meta, sessions, ssh, training, users};
 
 const LOG_ENTRIES: &str = "/v1/log/entries";
 use crate::state::AppState;
@@ -64,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ssh/authorities", get(ssh::authorities))
         .route("/v1/ssh/certificates", post(ssh::create_certificate))
         .route("/v1/bastion/sessions", post(ssh::open_session))
+        .route("/v1/db/authorities", get(db::authorities))
+        .route("/v1/db/certificates", post(db::create_certificate))
         .route(
             "/v1/sessions",
             get(sessions::list_sessions).post(sessions::store_session),

@@ -253,6 +253,7 @@ async fn populate(dir: &DataDir, options: &InitOptions) -> Result<Initialised> {
     rempart_welllog::checkpoints::load_or_create_signer(&dir.welllog(), &origin)?;
     // The SSH CAs too, so that every node copied from here signs alike.
     crate::ssh_ca::SshAuthorities::load_or_create(dir.root())?;
+    crate::db_ca::load_or_create(dir.root())?;
 
     let store = open_store(dir, &config.store, false).await?;
     if !store.list_users().await?.is_empty() {
@@ -332,6 +333,7 @@ pub fn check_private_files(dir: &DataDir) -> Result<()> {
         dir.welllog().join("signing.key"),
         crate::ssh_ca::user_ca_path(dir.root()),
         crate::ssh_ca::host_access_ca_path(dir.root()),
+        crate::db_ca::user_ca_key_path(dir.root()),
     ];
     for private in optional.iter().filter(|p| p.exists()) {
         check_private(private)?;

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod budget;
 pub mod clock;
 pub mod datadir;
+pub mod db_ca;
 pub mod error;
 pub mod extract;
 pub mod grants;
@@ -153,6 +154,7 @@ pub async fn serve(
         notifier,
         access_cache: Arc::new(grants::AccessCache::new(store.caches_identities())),
         ssh: ssh_ca::SshAuthorities::load_or_create(dir.root())?,
+        db_users: Arc::new(db_ca::load_or_create(dir.root())?),
     });
     let machine_tls = rempart_tls::server_config_for_machines(
         &credentials.server_cert_pem,

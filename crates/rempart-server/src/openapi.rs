@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{access, log, machines, meta, sessions, ssh, training, users};
+use crate::routes::{access, db, log, machines, meta, sessions, ssh, training, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::routes::{access, log, machines, meta, sessions, ssh, training, users}
         access::show_request, access::approve, access::deny, access::revoke, access::cancel, access::check_grant,
         training::create_module, training::list_modules, training::record, training::status,
         ssh::authorities, ssh::create_certificate, ssh::open_session,
+        db::authorities, db::create_certificate,
         sessions::store_recording, sessions::store_session, sessions::list_sessions,
         sessions::show_session, sessions::get_recording,
     ),

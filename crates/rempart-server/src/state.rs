@@ -51,6 +51,8 @@ pub struct Shared {
     pub ingest_budget: Arc<crate::budget::IngestBudget>,
     /// The SSH user and host-access CAs (`ssh_ca`).
     pub ssh: crate::ssh_ca::SshAuthorities,
+    /// The database user CA (`db_ca`).
+    pub db_users: Arc<CertificateAuthority>,
 }
 
 /// The rules of `[access]`, with the ticket pattern compiled (it was checked

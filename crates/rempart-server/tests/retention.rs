@@ -70,6 +70,8 @@ async fn old_payloads_are_erased_and_forgotten_leaves_kept() {
         notifier: rempart_server::notify::Notifier::none(),
         access_cache: Arc::new(rempart_server::grants::AccessCache::new(false)),
         ssh: rempart_server::ssh_ca::SshAuthorities::load_or_create(dir.path()).expect("ssh CAs"),
+        // Not in `dir`: its `db` is the SQLite file.
+        db_users: Arc::new(rempart_tls::CertificateAuthority::generate().expect("db CA")),
         access_rules: Arc::new(
             rempart_server::state::access_rules(&rempart_config::Config::defaults(now).access)
                 .expect("rules"),

@@ -90,6 +90,12 @@ pub struct IssuedCert {
 
 impl CertificateAuthority {
     pub fn generate() -> Result<Self, TlsError> {
+        Self::generate_named("Rempart CA")
+    }
+
+    /// A CA whose common name starts with `label` (and a random id, so
+    /// two deployments' CAs are told apart).
+    pub fn generate_named(label: &str) -> Result<Self, TlsError> {
         let key = KeyPair::generate_for(KEY_ALGORITHM).map_err(certificate_error("CA key"))?;
         let mut id = [0u8; 4];
         rand::rngs::OsRng.fill_bytes(&mut id);
@@ -97,7 +103,7 @@ impl CertificateAuthority {
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("Rempart CA {}", hex(&id)));
+            .push(DnType::CommonName, format!("{label} {}", hex(&id)));
         params
             .distinguished_name
             .push(DnType::OrganizationName, "Rempart");
@@ -174,35 +180,29 @@ impl CertificateAuthority {
         role: MachineRole,
         days: i64,
     ) -> Result<IssuedCert, TlsError> {
-        let csr =
-            CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::BadCsr {
-                detail: e.to_string(),
-            })?;
-        // rcgen names the key after the request's *signature* algorithm; the
-        // key itself must agree with it (a P-256 key signed with SHA-384
-        // would otherwise be certified as a P-384 key).
-        let algorithm = csr.public_key.algorithm();
-        let key_len = rcgen::PublicKeyData::der_bytes(&csr.public_key).len();
-        let expected_len = ACCEPTED_MACHINE_KEYS
-            .iter()
-            .find(|(accepted, _)| *accepted == algorithm)
-            .map(|(_, len)| *len);
-        match expected_len {
-            Some(len) if len == key_len => {}
-            Some(_) => {
-                return Err(TlsError::BadCsr {
-                    detail: "the key does not match the request's signature algorithm \
-                             (sign a P-256 key with SHA-256, a P-384 key with SHA-384)"
-                        .to_owned(),
-                });
-            }
-            None => {
-                return Err(TlsError::BadCsr {
-                    detail: "the key must be ECDSA P-256, ECDSA P-384 or Ed25519".to_owned(),
-                });
-            }
-        }
-        let mut params = CertificateParams::default();
+        self.sign_machine_csr_with_server_names(csr_pem, name, role, days, &[])
+    }
+
+    /// As [`Self::sign_machine_csr`], and when `server_names` is not empty
+    /// the same certificate also serves TLS under those names (DNS names or
+    /// IP addresses): the bastion's PostgreSQL listener presents it, so
+    /// clients check it with `sslmode=verify-full`. The names are the
+    /// administrator's choice at enrollment, never the machine's.
+    pub fn sign_machine_csr_with_server_names(
+        &self,
+        csr_pem: &str,
+        name: &MachineName,
+        role: MachineRole,
+        days: i64,
+        server_names: &[String],
+    ) -> Result<IssuedCert, TlsError> {
+        let csr = checked_csr(csr_pem)?;
+        let mut params = if server_names.is_empty() {
+            CertificateParams::default()
+        } else {
+            CertificateParams::new(server_names.to_vec())
+                .map_err(certificate_error("server names"))?
+        };
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
@@ -214,6 +214,11 @@ impl CertificateAuthority {
             .distinguished_name
             .push(DnType::OrganizationName, "Rempart");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if !server_names.is_empty() {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         let serial = random_serial();
@@ -230,6 +235,131 @@ impl CertificateAuthority {
             not_after,
         })
     }
+}
+
+/// The organisation a database user's certificate names: it tells the
+/// certificate apart from a machine's at a glance (the bastion trusts a
+/// separate CA for them anyway).
+const DATABASE_USER_ORGANISATION: &str = "Rempart database user";
+
+/// Who a database user's certificate names, read back by the bastion
+/// after the TLS handshake verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUser {
+    pub user: String,
+    /// The database it is for: `payments` for `db:payments`.
+    pub database: String,
+    pub not_after: OffsetDateTime,
+}
+
+impl CertificateAuthority {
+    /// A person's client certificate for one database behind the bastion
+    /// (`rempart login --db NAME`): subject `CN=user, OU=db:NAME`, client
+    /// authentication only, valid until `not_after`. Only the public key is
+    /// taken from the request.
+    pub fn sign_database_user_csr(
+        &self,
+        csr_pem: &str,
+        user: &str,
+        database: &str,
+        not_after: OffsetDateTime,
+    ) -> Result<IssuedCert, TlsError> {
+        let csr = checked_csr(csr_pem)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, user);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, format!("db:{database}"));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, DATABASE_USER_ORGANISATION);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial();
+        let serial_hex = hex(&serial.to_bytes());
+        params.serial_number = Some(serial);
+        params.not_before = OffsetDateTime::now_utc() - CLOCK_SKEW;
+        params.not_after = not_after;
+        let cert = params
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(certificate_error("database user certificate"))?;
+        Ok(IssuedCert {
+            sha256_hex: der_sha256_hex(cert.der()),
+            cert_pem: cert.pem(),
+            serial_hex,
+            not_after,
+        })
+    }
+}
+
+/// The value of an attribute that appears exactly once.
+fn single<'a>(
+    mut values: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Option<String> {
+    let first = values.next().and_then(|v| v.as_str().ok());
+    match (first, values.next()) {
+        (Some(text), None) => Some(text.to_owned()),
+        _ => None,
+    }
+}
+
+/// The user and database a database user's certificate names. Call it on
+/// a certificate the TLS handshake has verified against the database user
+/// CA: this reads, it does not verify.
+pub fn database_user_of(der: &[u8]) -> Result<DatabaseUser, TlsError> {
+    let bad = |detail: &str| TlsError::BadPem {
+        what: "database user certificate",
+        detail: detail.to_owned(),
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(&e.to_string()))?;
+    let subject = cert.subject();
+    if single(subject.iter_organization()).as_deref() != Some(DATABASE_USER_ORGANISATION) {
+        return Err(bad("not a database user's certificate"));
+    }
+    let user = single(subject.iter_common_name()).ok_or_else(|| bad("no single user name"))?;
+    let database = single(subject.iter_organizational_unit())
+        .and_then(|unit| unit.strip_prefix("db:").map(str::to_owned))
+        .ok_or_else(|| bad("no single database"))?;
+    Ok(DatabaseUser {
+        user,
+        database,
+        not_after: cert.validity().not_after.to_datetime(),
+    })
+}
+
+/// A signing request whose signature holds and whose key is one Rempart
+/// accepts (ECDSA P-256 or P-384, or Ed25519).
+pub(crate) fn checked_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, TlsError> {
+    let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| TlsError::BadCsr {
+        detail: e.to_string(),
+    })?;
+    // rcgen names the key after the request's *signature* algorithm; the
+    // key itself must agree with it (a P-256 key signed with SHA-384
+    // would otherwise be certified as a P-384 key).
+    let algorithm = csr.public_key.algorithm();
+    let key_len = rcgen::PublicKeyData::der_bytes(&csr.public_key).len();
+    let expected_len = ACCEPTED_MACHINE_KEYS
+        .iter()
+        .find(|(accepted, _)| *accepted == algorithm)
+        .map(|(_, len)| *len);
+    match expected_len {
+        Some(len) if len == key_len => {}
+        Some(_) => {
+            return Err(TlsError::BadCsr {
+                detail: "the key does not match the request's signature algorithm \
+                             (sign a P-256 key with SHA-256, a P-384 key with SHA-384)"
+                    .to_owned(),
+            });
+        }
+        None => {
+            return Err(TlsError::BadCsr {
+                detail: "the key must be ECDSA P-256, ECDSA P-384 or Ed25519".to_owned(),
+            });
+        }
+    }
+    Ok(csr)
 }
 
 /// A key pair generated on the machine that will hold it.
@@ -380,6 +510,50 @@ mod tests {
         );
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
+    }
+
+    #[test]
+    fn a_bastion_certificate_also_serves_its_names() {
+        let ca = CertificateAuthority::generate().unwrap();
+        let csr = MachineKey::generate().unwrap().csr_pem("b").unwrap();
+        let names = vec!["bastion.example".to_owned(), "127.0.0.1".to_owned()];
+        let issued = ca
+            .sign_machine_csr_with_server_names(
+                &csr,
+                &"bastion-1".parse().unwrap(),
+                MachineRole::Bastion,
+                30,
+                &names,
+            )
+            .unwrap();
+        assert_eq!(cert_summary(&issued.cert_pem).unwrap().names, names);
+        let der = first_cert_der(&issued.cert_pem, "test").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && eku.server_auth);
+    }
+
+    #[test]
+    fn a_database_user_certificate_names_its_user_and_database() {
+        let ca = CertificateAuthority::generate_named("Rempart database user CA").unwrap();
+        let csr = MachineKey::generate().unwrap().csr_pem("anything").unwrap();
+        let until = OffsetDateTime::now_utc() + Duration::hours(2);
+        let issued = ca
+            .sign_database_user_csr(&csr, "alice", "payments", until)
+            .unwrap();
+        let der = first_cert_der(&issued.cert_pem, "test").unwrap();
+        let read = database_user_of(&der).unwrap();
+        assert_eq!(
+            (read.user.as_str(), read.database.as_str()),
+            ("alice", "payments")
+        );
+        assert_eq!(read.not_after.unix_timestamp(), until.unix_timestamp());
+        // A machine's certificate is not a database user's.
+        let machine = ca
+            .sign_machine_csr(&csr, &"m".parse().unwrap(), MachineRole::Agent, 1)
+            .unwrap();
+        let der = first_cert_der(&machine.cert_pem, "test").unwrap();
+        assert!(database_user_of(&der).is_err());
     }
 
     #[test]

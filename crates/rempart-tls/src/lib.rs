@@ -34,8 +34,8 @@ mod ca;
 mod config;
 
 pub use ca::{
-    CertSummary, CertificateAuthority, IssuedCert, IssuedKeyPair, MachineKey, cert_sha256_hex,
-    cert_summary, der_sha256_hex,
+    CertSummary, CertificateAuthority, DatabaseUser, IssuedCert, IssuedKeyPair, MachineKey,
+    cert_sha256_hex, cert_summary, database_user_of, der_sha256_hex,
 };
 pub use config::{
     ClientIdentity, client_config, crypto_provider, public_client_config, server_config,

@@ -231,6 +231,7 @@ fn main() {
                 name: "bastion-1".parse().expect("name"),
                 role: MachineRole::Bastion,
                 csr_pem: key.csr_pem("bastion-1").expect("csr"),
+                server_names: Vec::new(),
             })
             .await
             .expect("machine");

@@ -10,27 +10,13 @@ mod common;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Backend, Deployment, Server, json, stderr, stdout};
-
-/// A child process killed when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use common::{
+    BIN, Backend, Deployment, Guard, Server, add_user, advance_clock, free_port, json,
+    logged_until, stderr, stdout, wait_output,
+};
 
 fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program)
@@ -86,12 +72,6 @@ struct Lab {
     bastion: SocketAddr,
     _sshd: Guard,
     bastion_process: Guard,
-}
-
-fn add_user(server: &Server, admin: &str, name: &str, role: &str) -> String {
-    let out = server.cli(admin, &["user", "add", name, "--role", role]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).trim().to_owned()
 }
 
 impl Lab {
@@ -389,24 +369,7 @@ impl Lab {
         query: &str,
         enough: impl Fn(&[serde_json::Value]) -> bool,
     ) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let out = self
-                .server
-                .cli(&self.admin, &["log", "search", query, "--json"]);
-            assert!(out.status.success(), "{}", stderr(&out));
-            let result = json(&stdout(&out));
-            let hits: Vec<serde_json::Value> = result["hits"]
-                .as_array()
-                .expect("hits")
-                .iter()
-                .map(|h| h["entry"].clone())
-                .collect();
-            if (enough(&hits) && result["indexed"] == result["size"]) || Instant::now() > deadline {
-                return hits;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        logged_until(&self.server, &self.admin, query, enough)
     }
 }
 
@@ -1139,18 +1102,7 @@ fn sessions_are_cut_when_the_grant_is_revoked_or_ends() {
             .expect("ssh runs"),
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let (status, _) = lab.server.curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: Bearer {}", lab.admin),
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        r#"{"advance":"11m"}"#,
-        &format!("{}/v1/danger/clock", lab.server.url),
-    ]);
-    assert_eq!(status, 204);
+    advance_clock(&lab.server, &lab.admin, "11m");
     let moved_at = Instant::now();
     let out = wait_output(session, Duration::from_secs(20));
     assert!(moved_at.elapsed() < Duration::from_secs(5), "cut late");
@@ -1179,24 +1131,6 @@ fn sessions_are_cut_when_the_grant_is_revoked_or_ends() {
 }
 
 /// Waits for a guarded child to exit, bounded; its output.
-fn wait_output(mut guard: Guard, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while guard.0.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "the session was not cut");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut stderr_text = Vec::new();
-    if let Some(mut e) = guard.0.stderr.take() {
-        let _ = std::io::Read::read_to_end(&mut e, &mut stderr_text);
-    }
-    let status = guard.0.wait().expect("status");
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr: stderr_text,
-    }
-}
-
 #[test]
 fn sessions_survive_the_bastion_stopping_or_crashing_in_the_record() {
     let mut lab = Lab::start();

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rempart_api::{CreateMachine, ErrorBody, IssuedMachine, Machine, MachineList};
-use rempart_core::{MachineName, Role};
+use rempart_core::{MachineName, MachineRole, Role};
 use rempart_store::NewMachine;
 
 use super::from_ms;
@@ -62,10 +62,30 @@ pub async fn create(
             "csr_pem is larger than any signing request",
         ));
     }
+    if !request.server_names.is_empty() && request.role != MachineRole::Bastion {
+        return Err(ApiError::bad_request(
+            "server_names: only a bastion serves TLS under its own names",
+        ));
+    }
+    for name in &request.server_names {
+        if name.parse::<std::net::IpAddr>().is_err()
+            && rempart_config::ServerName::try_from(name.clone()).is_err()
+        {
+            return Err(ApiError::bad_request(format!(
+                "server_names: {name:?} is neither a DNS name nor an IP address"
+            )));
+        }
+    }
     let days = state.config.tls.machine_cert_days.get();
     let issued = state
         .ca
-        .sign_machine_csr(&request.csr_pem, &request.name, request.role, days)
+        .sign_machine_csr_with_server_names(
+            &request.csr_pem,
+            &request.name,
+            request.role,
+            days,
+            &request.server_names,
+        )
         .map_err(|e| ApiError::bad_request(format!("csr_pem: {e}")))?;
     let new = NewMachine {
         name: request.name,

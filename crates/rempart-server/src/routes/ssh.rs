@@ -57,20 +57,11 @@ pub async fn create_certificate(
     let JsonBody(body) = body?;
     let key = parse_subject_key(&body.public_key).map_err(ApiError::bad_request)?;
     let max_ms = state.config.ssh.user_certificate_max.millis();
-    let valid_ms = match &body.valid_for {
-        None => max_ms,
-        Some(text) => {
-            let ms = rempart_access::parse_duration(text)
-                .map_err(|e| ApiError::bad_request(format!("valid_for: {e}")))?;
-            if ms > max_ms {
-                return Err(ApiError::bad_request(format!(
-                    "valid_for: {text} is longer than the {} minutes a certificate may last ([ssh] user_certificate_max)",
-                    max_ms / 60_000
-                )));
-            }
-            ms
-        }
-    };
+    let valid_ms = super::certificate_validity_ms(
+        body.valid_for.as_deref(),
+        max_ms,
+        "[ssh] user_certificate_max",
+    )?;
     let now_secs = u64::try_from(crate::auth::now_ms() / 1000).unwrap_or(0);
     let key_id = format!("rempart user {name}");
     let cert = state

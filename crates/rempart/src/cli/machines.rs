@@ -19,6 +19,10 @@ pub enum MachineCommand {
         name: MachineName,
         #[arg(long)]
         role: MachineRole,
+        /// A DNS name or IP address the certificate also serves TLS under
+        /// (a bastion's PostgreSQL listener); repeatable.
+        #[arg(long = "server-name", value_name = "NAME")]
+        server_names: Vec<String>,
         /// Directory for NAME.key, NAME.crt and ca.crt [default: current directory].
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -64,6 +68,7 @@ pub async fn run(args: &ClientArgs, command: MachineCommand) -> Result<()> {
         MachineCommand::Add {
             name,
             role,
+            server_names,
             out,
             json,
         } => {
@@ -79,6 +84,7 @@ pub async fn run(args: &ClientArgs, command: MachineCommand) -> Result<()> {
                 name: name.clone(),
                 role,
                 csr_pem: key.csr_pem(name.as_str())?,
+                server_names,
             };
             let issued = client.create_machine(&request).await?;
             write_new(&key_path, key.key_pem().expose(), 0o600)?;

@@ -3,6 +3,7 @@
 
 mod access;
 mod connect;
+mod db;
 mod log;
 pub mod logging;
 mod machines;
@@ -155,7 +156,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = rempart_bastion::BastionConfig::load(&config)?;
             rempart_bastion::run(
                 config,
-                |address| println!("listening on {address}"),
+                |listening| {
+                    println!("listening on {}", listening.ssh);
+                    if let Some(postgres) = listening.postgres {
+                        println!("postgres listening on {postgres}");
+                    }
+                },
                 server::shutdown_signal(),
             )
             .await

@@ -25,6 +25,17 @@ pub struct LoginArgs {
     /// deployment's `[ssh] user_certificate_max`, 8h unless changed].
     #[arg(long)]
     pub valid_for: Option<String>,
+    /// A client certificate for this database behind the bastion instead
+    /// of an SSH certificate (`payments` for `db:payments`).
+    #[arg(long, value_name = "NAME", conflicts_with = "identity")]
+    pub db: Option<String>,
+    /// With --db: where the key and certificates go [default:
+    /// ~/.rempart/db/NAME].
+    #[arg(long, value_name = "DIR", requires = "db")]
+    pub db_dir: Option<PathBuf>,
+    /// With --db: the bastion's PostgreSQL listener, for the psql line printed.
+    #[arg(long, env = "REMPART_DB_BASTION", default_value = "127.0.0.1:5433")]
+    pub db_bastion: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -152,6 +163,19 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub async fn login(client_args: &ClientArgs, args: LoginArgs) -> Result<()> {
+    if let Some(database) = args.db {
+        return super::db::login(
+            client_args,
+            super::db::DbLogin {
+                database,
+                dir: args.db_dir,
+                valid_for: args.valid_for,
+                bastion: args.db_bastion,
+                json: args.json,
+            },
+        )
+        .await;
+    }
     let key_path = match args.identity {
         Some(path) => path,
         None => default_identity()?,

@@ -59,6 +59,11 @@ pub fn psql(url: &str, sql: &str) -> Output {
 }
 
 impl PgDatabase {
+    /// The URL of the cluster's administrative database.
+    pub fn admin_url(&self) -> String {
+        self.admin_url.clone()
+    }
+
     pub fn create() -> PgDatabase {
         let admin_url = postgres_admin_url();
         let name = format!("rempart_e2e_{}", random_hex(6));
@@ -354,4 +359,92 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     answer
+}
+
+/// A child process killed when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `rempart user add NAME --role ROLE`: the new user's token.
+pub fn add_user(server: &Server, admin: &str, name: &str, role: &str) -> String {
+    let out = server.cli(admin, &["user", "add", name, "--role", role]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+/// Waits (bounded) for a process to end; its status and standard error.
+pub fn wait_output(mut guard: Guard, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while guard.0.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the process did not end in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut stderr_text = Vec::new();
+    if let Some(mut e) = guard.0.stderr.take() {
+        let _ = e.read_to_end(&mut stderr_text);
+    }
+    let status = guard.0.wait().expect("status");
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr_text,
+    }
+}
+
+/// Well-log entries matching `query` (newest first, 1,000 at most), once
+/// `enough` says so and the index has caught up (bounded: 20 s).
+pub fn logged_until(
+    server: &Server,
+    admin: &str,
+    query: &str,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = server.cli(
+            admin,
+            &["log", "search", query, "--json", "--limit", "1000"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let result = json(&stdout(&out));
+        let hits: Vec<serde_json::Value> = result["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .map(|h| h["entry"].clone())
+            .collect();
+        if (enough(&hits) && result["indexed"] == result["size"]) || Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Moves the access clock of a server started with `--danger-test-clock`.
+pub fn advance_clock(server: &Server, admin: &str, by: &str) {
+    let (status, _) = server.curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {admin}"),
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        &format!(r#"{{"advance":"{by}"}}"#),
+        &format!("{}/v1/danger/clock", server.url),
+    ]);
+    assert_eq!(status, 204);
 }

@@ -1,0 +1,645 @@
+//! The data proxy with the real parts: `rempart serve`, `rempart bastion`
+//! with its PostgreSQL listener, the PostgreSQL that `scripts/test` starts
+//! (`REMPART_TEST_POSTGRES_URL`; the bastion logs in to it as a service
+//! role that must prove its password with SCRAM-SHA-256), and the stock
+//! `psql` and `pgbench` with a certificate from `rempart login --db`.
+//! Every process is killed when its guard drops, also when a test fails.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    BIN, Backend, Deployment, Guard, PgDatabase, Server, add_user, advance_clock, free_port,
+    logged_until, psql, stderr, stdout, wait_output,
+};
+
+/// The service role of `scripts/test`'s pg_hba.conf: SCRAM-SHA-256 only.
+const SERVICE_ROLE: &str = "rempart_scram";
+const SERVICE_PASSWORD: &str = "correct horse battery staple";
+
+/// The service role, made once for the PostgreSQL cluster (tests of this
+/// file may race to make it: the loser finds it made).
+fn service_role(admin_url: &str) {
+    let sql = format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{SERVICE_ROLE}') THEN \
+         CREATE ROLE {SERVICE_ROLE} LOGIN PASSWORD '{SERVICE_PASSWORD}'; END IF; END $$"
+    );
+    for _ in 0..3 {
+        if psql(admin_url, &sql).status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the service role could not be made");
+}
+
+struct Lab {
+    _deployment: Deployment,
+    server: Server,
+    dir: PathBuf,
+    admin: String,
+    alice: String,
+    sam: String,
+    database: PgDatabase,
+    postgres: SocketAddr,
+    _bastion: Guard,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let deployment = Deployment::init(Backend::Sqlite);
+        let listen = format!("127.0.0.1:{}", free_port());
+        let server = Server::start(
+            &deployment.data_dir(),
+            &["--listen", &listen, "--danger-test-clock"],
+        );
+        let admin = deployment.admin_token.clone();
+        let dir = deployment.dir.path().join("lab");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let alice = add_user(&server, &admin, "alice", "engineer");
+        let sam = add_user(&server, &admin, "sam", "security");
+        let out = server.cli(&admin, &["resource", "add", "db", "payments"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        // The real database, owned by the service role.
+        let database = PgDatabase::create();
+        service_role(&database.admin_url());
+        let out = psql(
+            &database.admin_url(),
+            &format!("ALTER DATABASE {} OWNER TO {SERVICE_ROLE}", database.name),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let password = dir.join("payments.password");
+        std::fs::write(&password, format!("{SERVICE_PASSWORD}\n")).expect("write");
+        let pg_address = database
+            .url
+            .split_once('@')
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(address, _)| address.to_owned())
+            .expect("host:port in the URL");
+
+        // The bastion, as bastion-1, serving TLS as 127.0.0.1 and localhost.
+        let machine = dir.join("machine");
+        std::fs::create_dir(&machine).expect("mkdir");
+        let out = server.cli(
+            &admin,
+            &[
+                "machine",
+                "add",
+                "bastion-1",
+                "--role",
+                "bastion",
+                "--server-name",
+                "127.0.0.1",
+                "--server-name",
+                "localhost",
+                "--out",
+                machine.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let config = dir.join("bastion.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nstate_dir = \"bastion-state\"\ngrant_recheck_ms = 500\n\n\
+                 [control_plane]\nserver = \"{}\"\nca_cert = \"{}\"\ncert = \"machine/bastion-1.crt\"\nkey = \"machine/bastion-1.key\"\n\n\
+                 [postgres]\nlisten = \"127.0.0.1:0\"\n\n\
+                 [[postgres.database]]\nname = \"payments\"\naddress = \"{pg_address}\"\nupstream_database = \"{}\"\n\
+                 user = \"{SERVICE_ROLE}\"\npassword_file = \"payments.password\"\ndanger_upstream_plaintext = true\n",
+                server.url,
+                server.ca_cert.display(),
+                database.name,
+            ),
+        )
+        .expect("write");
+        let (bastion, postgres) = start_bastion(&dir);
+        let lab = Lab {
+            _deployment: deployment,
+            server,
+            dir,
+            admin,
+            alice,
+            sam,
+            database,
+            postgres,
+            _bastion: bastion,
+        };
+        lab.wait_until_ready();
+        lab
+    }
+
+    /// `rempart login --db payments` for `token` into `<dir>/<name>`:
+    /// the libpq connection string that uses its files.
+    fn login(&self, token: &str, name: &str, user: &str) -> String {
+        let files = self.dir.join(name);
+        let out = self.server.cli(
+            token,
+            &[
+                "login",
+                "--db",
+                "payments",
+                "--db-dir",
+                files.to_str().expect("utf-8"),
+                "--db-bastion",
+                &self.postgres.to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("sslmode=verify-full"),
+            "{}",
+            stdout(&out)
+        );
+        format!(
+            "host=127.0.0.1 port={} dbname=payments user={user} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} connect_timeout=10",
+            self.postgres.port(),
+            files.join("root.crt").display(),
+            files.join("client.crt").display(),
+            files.join("client.key").display(),
+        )
+    }
+
+    /// Access to db:payments for alice, approved by sam; the request id.
+    fn grant(&self, duration: &str) -> String {
+        let out = self.server.cli(
+            &self.alice,
+            &[
+                "access",
+                "request",
+                "--resource",
+                "db:payments",
+                "--reason",
+                "INC-4712 reconcile the payouts of yesterday",
+                "--for",
+                duration,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = stdout(&out).trim().to_owned();
+        let out = self
+            .server
+            .cli(&self.sam, &["access", "approve", &id, "--comment", "ok"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        id
+    }
+
+    /// The bastion learns the database user CA shortly after it starts.
+    fn wait_until_ready(&self) {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} dbname=payments user=nobody sslmode=require connect_timeout=5",
+            self.postgres.port()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = psql_command(&conninfo, &["-c", "SELECT 1"]);
+            // Once TLS is offered, a client without a certificate fails in
+            // the handshake instead of being told the CA is not known.
+            if !stderr(&out).contains("cannot check database certificates yet") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the bastion never learned the CA"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn logged_until(
+        &self,
+        query: &str,
+        enough: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        logged_until(&self.server, &self.admin, query, enough)
+    }
+
+    /// Sessions of the service role on the real database (pg_stat_activity).
+    fn upstream_sessions(&self, user: &str) -> usize {
+        let out = Command::new("psql")
+            .args([
+                &self.database.admin_url(),
+                "-Atc",
+                &format!(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'rempart {user} %'"
+                ),
+            ])
+            .output()
+            .expect("psql runs");
+        stdout(&out).trim().parse().unwrap_or(usize::MAX)
+    }
+}
+
+/// Starts `rempart bastion`; its SSH and PostgreSQL addresses.
+fn start_bastion(dir: &std::path::Path) -> (Guard, SocketAddr) {
+    let log = std::fs::File::create(dir.join("bastion.log")).expect("log");
+    let mut child = Command::new(BIN)
+        .args(["bastion", "--config"])
+        .arg(dir.join("bastion.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("the bastion starts");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let guard = Guard(child);
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("reads");
+        lines.push(line);
+    }
+    let postgres = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("postgres listening on "))
+        .unwrap_or_else(|| panic!("the bastion printed {lines:?}"))
+        .parse()
+        .expect("an address");
+    (guard, postgres)
+}
+
+fn psql_command(conninfo: &str, args: &[&str]) -> Output {
+    Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .expect("psql runs")
+}
+
+/// The statements of the comparison, run directly and through the bastion.
+const SCRIPT: &str = "\
+CREATE TABLE payouts (id int PRIMARY KEY, merchant text, amount numeric(12,2), at timestamptz, tags text[], meta jsonb);
+INSERT INTO payouts SELECT g, 'merchant-' || (g % 7), g * 1.25, timestamptz '2026-11-01 00:00:00+00' + g * interval '1 hour', ARRAY['a', 'b' || g], jsonb_build_object('n', g) FROM generate_series(1, 500) g;
+SELECT merchant, count(*), sum(amount), min(at), max(tags[2]), max((meta->>'n')::int) FROM payouts GROUP BY merchant ORDER BY merchant;
+SELECT * FROM payouts WHERE id IN (1, 250, 500) ORDER BY id;
+UPDATE payouts SET amount = amount + 1 WHERE id <= 10;
+SELECT 'é ü 漢字', NULL::text, 1e300::float8, interval '1 day 2 hours';
+";
+
+#[test]
+fn psql_through_the_bastion_is_psql_on_the_database_and_every_statement_is_logged() {
+    let lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+
+    // No grant: refused, with the reason.
+    let out = psql_command(&conninfo, &["-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no grant for db:payments"),
+        "{}",
+        stderr(&out)
+    );
+
+    let grant = lab.grant("1h");
+    // The same script through the bastion and directly (on a copy of the
+    // database's state: the direct run goes second, after a reset).
+    let through = psql_command(&conninfo, &["-A", "-c", SCRIPT]);
+    assert!(through.status.success(), "{}", stderr(&through));
+    let reset = psql(&lab.database.url, "DROP TABLE payouts");
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let direct = psql_command(&lab.database.url, &["-A", "-c", SCRIPT]);
+    assert!(direct.status.success(), "{}", stderr(&direct));
+    assert_eq!(stdout(&through), stdout(&direct));
+    assert!(
+        stdout(&through).contains("merchant-3|72|"),
+        "{}",
+        stdout(&through)
+    );
+
+    // An error comes back as the database said it.
+    let out = psql_command(&conninfo, &["-c", "SELECT * FROM no_such_table"]);
+    assert!(
+        stderr(&out).contains("relation \"no_such_table\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+
+    // COPY both ways, through psql's \copy.
+    let rows = lab.dir.join("rows.csv");
+    let back = lab.dir.join("back.csv");
+    let csv: String = (1..=2000).map(|i| format!("{i},row {i}\n")).collect();
+    std::fs::write(&rows, &csv).expect("write");
+    let copy = format!(
+        "CREATE TABLE imported (id int, note text);\n\\copy imported FROM '{}' WITH (FORMAT csv)\n\\copy (SELECT * FROM imported ORDER BY id) TO '{}' WITH (FORMAT csv)\n",
+        rows.display(),
+        back.display()
+    );
+    let script = lab.dir.join("copy.sql");
+    std::fs::write(&script, copy).expect("write");
+    let out = psql_command(&conninfo, &["-f", script.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&back).expect("read"), csv);
+
+    // The well-log: every statement, with who and by which grant.
+    let queries = lab.logged_until("kind:db.query actor:alice", |hits| hits.len() >= 10);
+    for query in &queries {
+        assert_eq!(query["grant"], grant.as_str(), "{query}");
+        assert_eq!(query["target"], "db:payments", "{query}");
+        assert!(
+            query["session"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("s-"))
+        );
+    }
+    let find = |needle: &str| {
+        queries
+            .iter()
+            .find(|q| q["sql"].as_str().is_some_and(|s| s.contains(needle)))
+            .unwrap_or_else(|| panic!("no db.query for {needle:?} in {queries:#?}"))
+    };
+    let update = find("UPDATE payouts SET amount");
+    assert_eq!(update["protocol"], "simple");
+    assert!(
+        update["tag"]
+            .as_str()
+            .is_some_and(|t| t.contains("UPDATE 10")),
+        "{update}"
+    );
+    let failed = find("no_such_table");
+    assert_eq!(failed["outcome"], "failure");
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("42P01"))
+    );
+    let copy_in = find("COPY  imported FROM STDIN");
+    assert_eq!(copy_in["copy"]["direction"], "in");
+    assert_eq!(copy_in["copy"]["bytes"], csv.len());
+    let copy_out = find("COPY  ( SELECT * FROM imported ORDER BY id ) TO STDOUT");
+    assert_eq!(copy_out["copy"]["direction"], "out");
+    assert_eq!(copy_out["rows"], 2000);
+    assert_eq!(copy_out["copy"]["bytes"], csv.len());
+
+    // Sessions start and end in the log, with their counts.
+    let ends = lab.logged_until("kind:db.session.end actor:alice", |hits| hits.len() >= 3);
+    assert!(ends.len() >= 3, "{ends:?}");
+    assert!(ends.iter().all(|e| e["grant"] == grant.as_str()));
+    assert!(
+        ends.iter()
+            .any(|e| e["statements"].as_u64().is_some_and(|n| n >= 3)
+                && e["bytes_to_client"].as_u64().is_some_and(|n| n > 2000)),
+        "{ends:?}"
+    );
+    let refused = lab.logged_until("kind:db.auth outcome:denied actor:alice", |h| !h.is_empty());
+    assert!(
+        refused[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no grant for db:payments")),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn connections_without_tls_or_with_the_wrong_identity_are_refused() {
+    let lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+
+    // Without TLS: a PostgreSQL error that says what to do.
+    let plain = format!(
+        "host=127.0.0.1 port={} dbname=payments user=alice sslmode=disable",
+        lab.postgres.port()
+    );
+    let out = psql_command(&plain, &["-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("accepts only TLS connections with a client certificate"),
+        "{}",
+        stderr(&out)
+    );
+
+    // TLS without a client certificate: the handshake fails.
+    let anonymous = format!(
+        "host=127.0.0.1 port={} dbname=payments user=alice sslmode=verify-full sslrootcert={}",
+        lab.postgres.port(),
+        lab.dir.join("alice-db").join("root.crt").display()
+    );
+    let out = psql_command(&anonymous, &["-c", "SELECT 1"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+
+    // Alice's certificate, but another user or database named at startup.
+    let as_sam = conninfo.replace("user=alice", "user=sam");
+    let out = psql_command(&as_sam, &["-c", "SELECT 1"]);
+    assert!(
+        stderr(&out).contains("the certificate is alice's"),
+        "{}",
+        stderr(&out)
+    );
+    let other_db = conninfo.replace("dbname=payments", "dbname=ledger");
+    let out = psql_command(&other_db, &["-c", "SELECT 1"]);
+    assert!(
+        stderr(&out).contains("the certificate is for db:payments, not db:ledger"),
+        "{}",
+        stderr(&out)
+    );
+    // A session setting that could change who the session runs as.
+    let out = Command::new("psql")
+        .arg(&conninfo)
+        .args(["-X", "-c", "SELECT 1"])
+        .env("PGOPTIONS", "-c role=postgres")
+        .output()
+        .expect("psql runs");
+    assert!(
+        stderr(&out).contains("\"options\" is not passed"),
+        "{}",
+        stderr(&out)
+    );
+    // And the right one works.
+    let out = psql_command(&conninfo, &["-Atc", "SELECT current_user"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), SERVICE_ROLE);
+
+    let failures = lab.logged_until("kind:db.auth outcome:failure", |h| h.len() >= 4);
+    let reasons: Vec<&str> = failures
+        .iter()
+        .filter_map(|f| f["reason"].as_str())
+        .collect();
+    for needle in [
+        "accepts only TLS",
+        "the certificate is alice's",
+        "not db:ledger",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "{needle}: {reasons:?}"
+        );
+    }
+}
+
+#[test]
+fn pgbench_runs_through_the_bastion_in_all_three_modes() {
+    let lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+    let pgbench = |args: &[&str]| {
+        let out = Command::new("pgbench")
+            .args(args)
+            .arg(&conninfo)
+            .output()
+            .expect("pgbench runs");
+        assert!(out.status.success(), "pgbench {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    pgbench(&["-i", "-q", "-s", "1"]);
+    for mode in ["simple", "extended", "prepared"] {
+        let report = pgbench(&["-M", mode, "-c", "2", "-t", "20", "-n"]);
+        assert!(
+            report.contains("number of transactions actually processed: 40/40"),
+            "{mode}: {report}"
+        );
+    }
+    // 3 × 40 transactions of 7 statements, each in the well-log (under
+    // the 1,000 hits a search returns at most).
+    let is_update = |q: &serde_json::Value| {
+        q["sql"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("UPDATE pgbench_accounts"))
+    };
+    let queries = lab.logged_until("kind:db.query actor:alice", |hits| {
+        hits.iter().filter(|q| is_update(q)).count() >= 120
+    });
+    let updates: Vec<&serde_json::Value> = queries.iter().filter(|q| is_update(q)).collect();
+    assert_eq!(updates.len(), 120, "every UPDATE of every transaction");
+    let extended = updates
+        .iter()
+        .filter(|q| q["protocol"] == "extended")
+        .count();
+    assert_eq!(extended, 80, "extended and prepared modes");
+    assert!(
+        updates
+            .iter()
+            .filter(|q| q["protocol"] == "extended")
+            .all(|q| q["parameters"].as_array().is_some_and(|p| p.len() == 2)),
+        "bound values logged"
+    );
+}
+
+#[test]
+fn sessions_are_cut_when_the_grant_is_revoked_or_ends_and_queries_can_be_cancelled() {
+    let lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+
+    // Cancel: psql sends a cancel request on SIGINT.
+    lab.grant("10m");
+    let sleeper = Guard(
+        Command::new("psql")
+            .arg(&conninfo)
+            .args(["-X", "-c", "SELECT pg_sleep(30)"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql runs"),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-INT", &sleeper.0.id().to_string()])
+        .status();
+    let out = wait_output(sleeper, Duration::from_secs(10));
+    assert!(
+        stderr(&out).contains("canceling statement due to user request"),
+        "{}",
+        stderr(&out)
+    );
+    let cancels = lab.logged_until("kind:db.cancel outcome:success actor:alice", |h| {
+        !h.is_empty()
+    });
+    assert_eq!(cancels[0]["target"], "db:payments");
+
+    // Ended: the access clock moves past the grant's end while a session
+    // is open; the database session goes within seconds.
+    let mut open = Guard(
+        Command::new("psql")
+            .arg(&conninfo)
+            .args(["-X", "-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql runs"),
+    );
+    let mut input = open.0.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut input, b"SELECT 1;\n").expect("write");
+    wait_for(
+        || lab.upstream_sessions("alice") == 1,
+        "the session to open",
+    );
+    advance_clock(&lab.server, &lab.admin, "11m");
+    let moved = Instant::now();
+    wait_for(
+        || lab.upstream_sessions("alice") == 0,
+        "the session to be cut",
+    );
+    assert!(moved.elapsed() < Duration::from_secs(5), "cut late");
+    // psql hears it on its next statement.
+    let _ = std::io::Write::write_all(&mut input, b"SELECT 2;\n");
+    drop(input);
+    let out = wait_output(open, Duration::from_secs(10));
+    assert!(
+        stderr(&out).contains("rempart: your grant for db:payments ended"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Revoked: the same, by the security team.
+    let id = lab.grant("1h");
+    let mut open = Guard(
+        Command::new("psql")
+            .arg(&conninfo)
+            .args(["-X"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("psql runs"),
+    );
+    let mut input = open.0.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut input, b"BEGIN; SELECT 1;\n").expect("write");
+    wait_for(
+        || lab.upstream_sessions("alice") == 1,
+        "the session to open",
+    );
+    let out = lab.server.cli(
+        &lab.sam,
+        &["access", "revoke", &id, "--reason", "incident closed"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let revoked = Instant::now();
+    wait_for(
+        || lab.upstream_sessions("alice") == 0,
+        "the session to be cut",
+    );
+    assert!(revoked.elapsed() < Duration::from_secs(5), "cut late");
+    let _ = std::io::Write::write_all(&mut input, b"SELECT 2;\n");
+    drop(input);
+    let out = wait_output(open, Duration::from_secs(10));
+    assert!(
+        stderr(&out).contains("rempart: your grant for db:payments ended: revoked"),
+        "{}",
+        stderr(&out)
+    );
+
+    let ends = lab.logged_until("kind:db.session.end actor:alice", |hits| {
+        hits.iter()
+            .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("ended")))
+            .count()
+            >= 2
+    });
+    assert!(
+        ends.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ended: revoked"))),
+        "{ends:?}"
+    );
+}
+
+fn wait_for(done: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited too long for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
