@@ -81,6 +81,19 @@ fn lock(observer: &Mutex<Observer>) -> std::sync::MutexGuard<'_, Observer> {
     observer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Tells the other pump to stop; the first reason given stands (an empty
+/// one: a side closed normally).
+fn stop_with(stop: &watch::Sender<Option<String>>, reason: String) {
+    stop.send_if_modified(|current| {
+        if current.is_none() {
+            *current = Some(reason);
+            true
+        } else {
+            false
+        }
+    });
+}
+
 /// The reason a cut or a stop carries, once one is set.
 async fn stopped(receiver: &mut watch::Receiver<Option<String>>) -> String {
     loop {
@@ -120,7 +133,7 @@ where
         if let Err(err) = lock(&observer).from_client(&buffer[..n]) {
             // Not passed on: what cannot be read cannot be logged.
             let reason = format!("the proxy cannot follow the client's messages: {err}");
-            let _ = stop_tx.send(Some(reason.clone()));
+            stop_with(&stop_tx, reason.clone());
             break Some(reason);
         }
         if upstream.write_all(&buffer[..n]).await.is_err() {
@@ -131,7 +144,7 @@ where
     // The database sees the end of the stream and ends its session (an
     // open transaction is rolled back).
     let _ = tokio::time::timeout(CUT_GRACE, upstream.shutdown()).await;
-    let _ = stop_tx.send(Some(String::new()));
+    stop_with(&stop_tx, String::new());
     (total, reason)
 }
 
@@ -175,7 +188,7 @@ where
             Ok(finished) => finished,
             Err(err) => {
                 let reason = format!("the proxy cannot follow the database's messages: {err}");
-                let _ = stop_tx.send(Some(reason.clone()));
+                stop_with(&stop_tx, reason.clone());
                 break Some(reason);
             }
         };
@@ -188,7 +201,7 @@ where
             if statements.send(statement).await.is_err() {
                 tracing::error!("the statement log is gone: the session ends");
                 let reason = "the proxy cannot log statements".to_owned();
-                let _ = stop_tx.send(Some(reason.clone()));
+                stop_with(&stop_tx, reason.clone());
                 tell_client = Some(("58000", format!("rempart: {reason}")));
                 break;
             }
@@ -197,7 +210,7 @@ where
             break Some("the proxy cannot log statements".to_owned());
         }
     };
-    let _ = stop_tx.send(Some(String::new()));
+    stop_with(&stop_tx, String::new());
     if let Some((sqlstate, text)) = tell_client {
         let _ = tokio::time::timeout(CUT_GRACE, async {
             // Finish the message under way, so the error is read as one.

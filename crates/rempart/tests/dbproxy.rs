@@ -643,3 +643,132 @@ fn wait_for(done: impl Fn() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A startup packet for `user` on `database`.
+fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196_608i32.to_be_bytes());
+    for text in ["user", user, "database", database, ""] {
+        body.extend_from_slice(text.as_bytes());
+        body.push(0);
+    }
+    let mut packet = (u32::try_from(body.len() + 4).expect("small"))
+        .to_be_bytes()
+        .to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// `openssl s_client` speaking PostgreSQL's SSL negotiation with alice's
+/// certificate, then sending `bytes` raw; what came back. With
+/// `hang_up_after`, the client leaves after that many seconds (s_client
+/// waits for the server to close, which a proxy waiting for the rest of a
+/// message does not); without, the proxy must close within 20 s.
+fn raw_tls_session(lab: &Lab, bytes: &[u8], hang_up_after: Option<u64>) -> String {
+    let files = lab.dir.join("alice-db");
+    let limit = hang_up_after.unwrap_or(20).to_string();
+    let mut child = Command::new("timeout")
+        .args([
+            limit.as_str(),
+            "openssl",
+            "s_client",
+            "-quiet",
+            "-starttls",
+            "postgres",
+        ])
+        .arg("-connect")
+        .arg(lab.postgres.to_string())
+        .arg("-CAfile")
+        .arg(files.join("root.crt"))
+        .arg("-cert")
+        .arg(files.join("client.crt"))
+        .arg("-key")
+        .arg(files.join("client.key"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    let mut input = child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut input, bytes).expect("write");
+    drop(input);
+    let out = child.wait_with_output().expect("openssl ends");
+    if hang_up_after.is_none() {
+        assert_ne!(out.status.code(), Some(124), "the session hung");
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn malformed_oversized_and_stalled_clients_do_not_hurt_the_proxy() {
+    use std::io::{Read, Write};
+    let lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+
+    // Before TLS: an impossible length gets an error naming it.
+    let mut stream = std::net::TcpStream::connect(lab.postgres).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&[0, 0, 0, 3]).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("a startup packet of 3 bytes"),
+        "{answer:?}"
+    );
+
+    // A client stalled in the middle of its startup holds only itself.
+    let mut stalled = std::net::TcpStream::connect(lab.postgres).expect("connect");
+    stalled.write_all(&[0, 0, 0, 100, 0, 3]).expect("write");
+
+    // After TLS and a granted startup: a message shorter than its header
+    // ends the session with a protocol error, and so does one that claims
+    // more than 64 MiB; the database saw neither.
+    let mut malformed = startup_packet("alice", "payments");
+    malformed.extend_from_slice(b"Q\0\0\0\x03");
+    let said = raw_tls_session(&lab, &malformed, None);
+    assert!(
+        said.contains("cannot follow the client's messages"),
+        "{said:?}"
+    );
+    let mut oversized = startup_packet("alice", "payments");
+    oversized.extend_from_slice(b"Q\x7f\xff\xff\xffSELECT");
+    let said = raw_tls_session(&lab, &oversized, None);
+    assert!(said.contains("more than 67108864"), "{said:?}");
+    // A statement cut short: the session waits for the rest, then ends
+    // when the client goes, and nothing half-sent ran.
+    let mut truncated = startup_packet("alice", "payments");
+    truncated.extend_from_slice(b"Q\0\0\0\x40CREATE TABLE half_sent (x int)");
+    let said = raw_tls_session(&lab, &truncated, Some(3));
+    assert!(said.contains("server_version"), "{said:?}");
+    let out = psql(&lab.database.url, "SELECT 'half_sent'::regclass");
+    assert!(!out.status.success(), "the half-sent statement ran");
+
+    // Through all of it the proxy serves the others.
+    let out = psql_command(&conninfo, &["-Atc", "SELECT 6 * 7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "42");
+    drop(stalled);
+    let failures = lab.logged_until("kind:db.session.end actor:alice", |hits| {
+        hits.iter()
+            .filter(|e| {
+                e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cannot follow"))
+            })
+            .count()
+            >= 2
+    });
+    assert!(
+        failures
+            .iter()
+            .filter(|e| e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cannot follow")))
+            .count()
+            >= 2,
+        "{failures:?}"
+    );
+}
