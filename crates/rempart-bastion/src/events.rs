@@ -30,7 +30,9 @@ const EVENT_SOFT_LIMIT: usize = 16 * 1024;
 /// before them are stored or spooled.
 #[derive(Debug)]
 enum Queued {
-    Event(Value),
+    /// One event, as the JSON line it is sent as (without the newline):
+    /// serialized once, when emitted.
+    Event(Vec<u8>),
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
@@ -58,18 +60,20 @@ impl Events {
         event.insert("kind".to_owned(), json!(kind));
         event.insert("outcome".to_owned(), json!(outcome));
         event.insert("ts".to_owned(), json!(now_rfc3339()));
-        let event = fit(event);
-        if self
-            .tx
-            .send(Queued::Event(Value::Object(event)))
-            .await
-            .is_err()
-        {
+        if self.tx.send(Queued::Event(encode(event))).await.is_err() {
             tracing::error!(
                 kind,
                 "the event sender stopped: an event could not be queued"
             );
         }
+    }
+}
+
+/// The event's JSON line, cut to fit (below) when it is too large.
+fn encode(event: Map<String, Value>) -> Vec<u8> {
+    match serde_json::to_vec(&event) {
+        Ok(line) if line.len() <= EVENT_SOFT_LIMIT => line,
+        _ => serde_json::to_vec(&fit(event)).unwrap_or_default(),
     }
 }
 
@@ -175,14 +179,14 @@ async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Queued>, spool:
 /// before: the rest must wait.
 async fn deliver(
     control: &ControlPlane,
-    batch: &[Value],
+    batch: &[Vec<u8>],
     spool: &Path,
 ) -> Result<(), (usize, anyhow::Error)> {
     match control.append(lines(batch)).await {
         Err(err) => Err((0, err)),
         Ok(Delivery::Stored) => Ok(()),
         Ok(Delivery::Partly(refused)) => {
-            let kept: Vec<Value> = refused
+            let kept: Vec<Vec<u8>> = refused
                 .iter()
                 .filter_map(|(line, why)| {
                     tracing::error!(line, %why, "events: the control plane refuses an event; kept in rejected.jsonl");
@@ -210,10 +214,10 @@ async fn deliver(
     }
 }
 
-fn lines(events: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
+fn lines(events: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(events.iter().map(|e| e.len() + 1).sum());
     for event in events {
-        let _ = serde_json::to_writer(&mut out, event);
+        out.extend_from_slice(event);
         out.push(b'\n');
     }
     out
@@ -223,7 +227,7 @@ fn spool_len(spool: &Path) -> u64 {
     std::fs::metadata(spool).map_or(0, |m| m.len())
 }
 
-fn append_spool(spool: &Path, events: &[Value]) {
+fn append_spool(spool: &Path, events: &[Vec<u8>]) {
     let written = (|| -> std::io::Result<()> {
         if let Some(dir) = spool.parent() {
             std::fs::create_dir_all(dir)?;
@@ -247,8 +251,8 @@ async fn send_spool(control: &ControlPlane, spool: &Path) -> anyhow::Result<()> 
     let text = tokio::fs::read(spool).await?;
     let mut events = Vec::new();
     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<Value>(line) {
-            Ok(event) => events.push(event),
+        match serde_json::from_slice::<Map<String, Value>>(line) {
+            Ok(_) => events.push(line.to_vec()),
             Err(err) => {
                 tracing::error!(error = %err, "events: a spooled line does not parse; kept in rejected.jsonl");
                 let mut kept = line.to_vec();

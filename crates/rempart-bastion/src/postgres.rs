@@ -628,6 +628,17 @@ fn client_key(listener: &DbListener, target: CancelTarget) -> (i32, i32) {
 }
 
 impl SessionInfo {
+    /// What each `db.query` carries: who, what, by which grant, in which
+    /// session (the session's start and end say the rest).
+    fn query_fields(&self) -> Map<String, Value> {
+        let mut map = Map::new();
+        map.insert("actor".into(), json!(self.user));
+        map.insert("target".into(), json!(format!("db:{}", self.database.name)));
+        map.insert("grant".into(), json!(self.grant));
+        map.insert("session".into(), json!(self.id));
+        map
+    }
+
     fn fields(&self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("actor".into(), json!(self.user));
@@ -688,7 +699,7 @@ async fn run_session(
         let (statements_tx, statements_rx) = mpsc::channel(STATEMENT_QUEUE);
         let logger = spawn_statement_log(
             bastion.clone(),
-            session.fields(),
+            session.query_fields(),
             db.settings.redact_parameters,
             statements_rx,
         );

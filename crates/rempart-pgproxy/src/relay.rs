@@ -168,18 +168,16 @@ where
     let reason = loop {
         let n = tokio::select! {
             read = upstream.read(&mut buffer) => match read {
+                // The database closing may follow a cut or a stop (the
+                // other pump closed it): the client is told why, below.
                 Ok(0) | Err(_) => break None,
                 Ok(n) => n,
             },
-            reason = stopped(&mut cut) => {
-                tell_client = Some(("57P01", format!("rempart: {reason}")));
-                break Some(reason);
-            }
+            reason = stopped(&mut cut) => break Some(reason),
             reason = stopped(&mut stop) => {
                 if reason.is_empty() {
                     break None;
                 }
-                tell_client = Some(("08P01", format!("rempart: {reason}")));
                 break Some(reason);
             }
         };
@@ -209,6 +207,22 @@ where
         if tell_client.is_some() {
             break Some("the proxy cannot log statements".to_owned());
         }
+    };
+    // Why it ended, if not by a side closing normally: a cut (SQLSTATE
+    // 57P01, as an administrator's termination) or a protocol error.
+    let cut_reason = cut.borrow().clone();
+    let stop_reason = stop.borrow().clone().filter(|r| !r.is_empty());
+    let reason = match (tell_client.is_some(), cut_reason, stop_reason) {
+        (true, _, _) => reason,
+        (false, Some(why), _) => {
+            tell_client = Some(("57P01", format!("rempart: {why}")));
+            Some(why)
+        }
+        (false, None, Some(why)) => {
+            tell_client = Some(("08P01", format!("rempart: {why}")));
+            Some(why)
+        }
+        (false, None, None) => reason,
     };
     stop_with(&stop_tx, String::new());
     if let Some((sqlstate, text)) = tell_client {

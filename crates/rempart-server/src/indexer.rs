@@ -10,6 +10,12 @@ use tokio::sync::watch;
 
 /// Entries read and indexed together at most.
 const CHUNK: u64 = 5000;
+/// After the log grows, how long the indexer lets more entries arrive
+/// before it indexes them together: each index transaction costs a flush
+/// and merges of SQLite's full-text index, so under a steady trickle of
+/// small batches (a bastion's statements) fewer, larger transactions take
+/// far less CPU. Search answers say how far the index has got.
+const COALESCE: Duration = Duration::from_millis(200);
 
 pub async fn follow(log: WellLog, index: Index, mut stop: watch::Receiver<bool>) {
     let mut grown = log.watch();
@@ -26,6 +32,10 @@ pub async fn follow(log: WellLog, index: Index, mut stop: watch::Receiver<bool>)
             changed = grown.changed() => if changed.is_err() { return },
             _ = stop.changed() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(COALESCE) => {}
         }
     }
 }
