@@ -20,6 +20,11 @@ use crate::control::{ControlPlane, Delivery};
 /// the sessions rather than a lost entry).
 const QUEUE: usize = 10_000;
 const BATCH: usize = 500;
+/// How long the sender lets events gather after the first before it sends
+/// a batch that is not full: one request per statement would cost the
+/// bastion and the control plane far more than the statement. A crash of
+/// the bastion loses what is in memory either way.
+const LINGER: Duration = Duration::from_millis(50);
 const RETRY: Duration = Duration::from_secs(2);
 /// An event's text fields are cut to this many characters when the event
 /// would come near the well-log's 64 KiB limit (a 200 KB command line).
@@ -152,11 +157,22 @@ async fn send_loop(control: ControlPlane, mut rx: mpsc::Receiver<Queued>, spool:
             Some(Queued::Flush(done)) => flushes.push(done),
             None => return,
         }
+        let linger = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH && flushes.is_empty() {
-            match rx.try_recv() {
-                Ok(Queued::Event(event)) => batch.push(event),
-                Ok(Queued::Flush(done)) => flushes.push(done),
-                Err(_) => break,
+            let next = match rx.try_recv() {
+                Ok(queued) => Some(queued),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(linger, rx.recv()).await {
+                        Ok(queued) => queued,
+                        Err(_) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            match next {
+                Some(Queued::Event(event)) => batch.push(event),
+                Some(Queued::Flush(done)) => flushes.push(done),
+                None => break,
             }
         }
         if !batch.is_empty()
