@@ -47,6 +47,10 @@ struct RawDatabase {
     #[serde(default)]
     password_file: Option<PathBuf>,
     #[serde(default)]
+    write_user: Option<String>,
+    #[serde(default)]
+    write_password_file: Option<PathBuf>,
+    #[serde(default)]
     ca_cert: Option<PathBuf>,
     #[serde(default)]
     server_name: Option<String>,
@@ -126,7 +130,18 @@ pub struct Database {
     /// A file holding the service role's password (SCRAM-SHA-256), read
     /// at each connection; none when the server trusts the bastion.
     pub password_file: Option<PathBuf>,
+    /// The role for people who also hold a grant for `db:NAME.write`
+    /// (asked for in the request and approved); everyone else gets `user`,
+    /// which should then be read-only.
+    pub write_role: Option<(String, Option<PathBuf>)>,
     pub tls: UpstreamTls,
+}
+
+impl Database {
+    /// The resource whose grant gives the write role: `db:NAME.write`.
+    pub fn write_resource(&self) -> String {
+        format!("{}.write", self.name)
+    }
 }
 
 /// `[postgres]`: the bastion's PostgreSQL listener.
@@ -207,6 +222,16 @@ fn parse_postgres(raw: RawPostgres, at: &dyn Fn(&Path) -> PathBuf) -> Result<Pos
         if db.user.is_empty() {
             return Err(fail("user: the service role is empty".to_owned()));
         }
+        let write_role = match (db.write_user, db.write_password_file) {
+            (Some(user), _) if user.is_empty() => {
+                return Err(fail("write_user: the role is empty".to_owned()));
+            }
+            (Some(user), password) => Some((user, password.map(|p| at(&p)))),
+            (None, Some(_)) => {
+                return Err(fail("write_password_file without write_user".to_owned()));
+            }
+            (None, None) => None,
+        };
         let tls = match (db.danger_upstream_plaintext, db.ca_cert) {
             (true, None) => UpstreamTls::DangerPlaintext,
             (true, Some(_)) => {
@@ -240,6 +265,7 @@ fn parse_postgres(raw: RawPostgres, at: &dyn Fn(&Path) -> PathBuf) -> Result<Pos
             address: db.address,
             user: db.user,
             password_file: db.password_file.map(|p| at(&p)),
+            write_role,
             tls,
         });
     }
@@ -385,7 +411,7 @@ mod tests {
              [[postgres.database]]\nname = \"payments\"\naddress = \"db-1.internal:5432\"\n\
              user = \"rempart_payments\"\npassword_file = \"payments.password\"\nca_cert = \"pg-ca.crt\"\n\n\
              [[postgres.database]]\nname = \"ledger\"\naddress = \"127.0.0.1:5432\"\nupstream_database = \"ledger_prod\"\n\
-             user = \"svc\"\ndanger_upstream_plaintext = true\n",
+             user = \"svc_ro\"\nwrite_user = \"svc_rw\"\nwrite_password_file = \"rw.password\"\ndanger_upstream_plaintext = true\n",
         );
         let parsed = BastionConfig::parse(&text, Path::new("/etc/rempart")).expect("parses");
         let postgres = parsed.postgres.expect("a listener");
@@ -406,6 +432,15 @@ mod tests {
         let ledger = postgres.database("ledger").expect("ledger");
         assert_eq!(ledger.upstream_database, "ledger_prod");
         assert_eq!(ledger.tls, UpstreamTls::DangerPlaintext);
+        assert_eq!(
+            ledger.write_role,
+            Some((
+                "svc_rw".to_owned(),
+                Some(PathBuf::from("/etc/rempart/rw.password"))
+            ))
+        );
+        assert_eq!(ledger.write_resource(), "ledger.write");
+        assert!(payments.write_role.is_none());
     }
 
     #[test]

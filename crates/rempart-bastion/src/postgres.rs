@@ -354,6 +354,9 @@ pub struct SessionInfo {
     pub id: String,
     pub user: String,
     pub grant: String,
+    /// The grant for `db:NAME.write` the session runs with the write role
+    /// by, if any.
+    pub write_grant: Option<String>,
     pub ends_at: OffsetDateTime,
     pub database: config::Database,
     pub client: SocketAddr,
@@ -490,14 +493,49 @@ async fn admit(
             ),
         ));
     };
-    let ends_at = check
+    let mut ends_at = check
         .ends_at
         .unwrap_or_else(|| OffsetDateTime::now_utc() + time::Duration::minutes(1));
+    // The write role only with a grant for db:NAME.write too (asked for in
+    // a request and approved); without one, or when it cannot be checked,
+    // the session gets the read-only role.
+    let write_grant = match &database.write_role {
+        None => None,
+        Some(_) => {
+            let resource = database.write_resource();
+            let check = tokio::time::timeout(
+                GRANT_CHECK_TIMEOUT,
+                bastion.control.check_db_grant(&proven.user, &resource),
+            )
+            .await;
+            match check {
+                Ok(Ok(check)) if check.allow => {
+                    if let Some(end) = check.ends_at {
+                        ends_at = ends_at.min(end);
+                    }
+                    check.grant
+                }
+                Ok(Ok(_)) => None,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, %resource, "the write grant cannot be checked: read-only");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(%resource, "the write grant cannot be checked in time: read-only");
+                    None
+                }
+            }
+        }
+    };
+    let (role_user, password_file) = match (&write_grant, &database.write_role) {
+        (Some(_), Some((user, password))) => (user.clone(), password.clone()),
+        _ => (database.user.clone(), database.password_file.clone()),
+    };
     let id = crate::session::new_id();
     let role = ServiceRole {
-        user: database.user.clone(),
+        user: role_user,
         database: database.upstream_database.clone(),
-        password: read_password(&database)
+        password: read_password(password_file.as_deref())
             .map_err(|e| with_names("08006", format!("the bastion's service credential: {e:#}")))?,
         // `pg_stat_activity` shows whose session it is, by which grant.
         application_name: match asked("application_name") {
@@ -544,6 +582,7 @@ async fn admit(
             id,
             user: proven.user,
             grant,
+            write_grant,
             ends_at,
             database,
             client: peer,
@@ -555,8 +594,8 @@ async fn admit(
     })
 }
 
-fn read_password(database: &config::Database) -> Result<Option<Secret<String>>> {
-    let Some(path) = &database.password_file else {
+fn read_password(path: Option<&std::path::Path>) -> Result<Option<Secret<String>>> {
+    let Some(path) = path else {
         return Ok(None);
     };
     let text =
@@ -628,24 +667,30 @@ fn client_key(listener: &DbListener, target: CancelTarget) -> (i32, i32) {
 }
 
 impl SessionInfo {
-    /// What each `db.query` carries: who, what, by which grant, in which
-    /// session (the session's start and end say the rest).
+    /// What each `db.query` carries: who, what, by which grant(s) and role,
+    /// in which session (the session's start and end say the rest).
     fn query_fields(&self) -> Map<String, Value> {
         let mut map = Map::new();
         map.insert("actor".into(), json!(self.user));
         map.insert("target".into(), json!(format!("db:{}", self.database.name)));
         map.insert("grant".into(), json!(self.grant));
         map.insert("session".into(), json!(self.id));
+        match &self.write_grant {
+            Some(write) => {
+                map.insert("mode".into(), json!("write"));
+                map.insert("write_grant".into(), json!(write));
+            }
+            None => {
+                map.insert("mode".into(), json!("read"));
+            }
+        }
         map
     }
 
+    /// What the session's start and end carry.
     fn fields(&self) -> Map<String, Value> {
-        let mut map = Map::new();
-        map.insert("actor".into(), json!(self.user));
-        map.insert("target".into(), json!(format!("db:{}", self.database.name)));
+        let mut map = self.query_fields();
         map.insert("database".into(), json!(self.database.name));
-        map.insert("grant".into(), json!(self.grant));
-        map.insert("session".into(), json!(self.id));
         map.insert("client".into(), json!(self.client.to_string()));
         map
     }
@@ -851,23 +896,18 @@ fn spawn_grant_watch(
                     rfc3339(ends_at)
                 );
             }
-            let check = tokio::time::timeout(
-                bastion.config.grant_recheck,
-                bastion
-                    .control
-                    .check_db_grant(&session.user, &session.database.name),
-            )
-            .await
-            .unwrap_or_else(|_| Err(anyhow!("no answer within the recheck period")));
+            let check =
+                tokio::time::timeout(bastion.config.grant_recheck, recheck(&bastion, &session))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow!("no answer within the recheck period")));
             match check {
-                Ok(check) if !check.allow => {
+                Ok((resource, check)) if !check.allow => {
                     break format!(
-                        "your grant for db:{} ended: {}",
-                        session.database.name,
+                        "your grant for db:{resource} ended: {}",
                         check.reason.unwrap_or_default()
                     );
                 }
-                Ok(check) => {
+                Ok((_, check)) => {
                     if let Some(end) = check.ends_at {
                         ends_at = end;
                     }
@@ -883,6 +923,32 @@ fn spawn_grant_watch(
             current.get_or_insert(reason);
             true
         });
+    })
+}
+
+/// The session's grants checked again: the first one no longer held, or
+/// the one that ends first.
+async fn recheck(
+    bastion: &Bastion,
+    session: &SessionInfo,
+) -> Result<(String, rempart_api::GrantCheck)> {
+    let name = session.database.name.clone();
+    let read = bastion.control.check_db_grant(&session.user, &name).await?;
+    if !read.allow || session.write_grant.is_none() {
+        return Ok((name, read));
+    }
+    let resource = session.database.write_resource();
+    let write = bastion
+        .control
+        .check_db_grant(&session.user, &resource)
+        .await?;
+    if !write.allow {
+        return Ok((resource, write));
+    }
+    // Both hold: the session lasts until the first of them ends.
+    Ok(match (read.ends_at, write.ends_at) {
+        (Some(a), Some(b)) if b < a => (resource, write),
+        _ => (name, read),
     })
 }
 
@@ -970,4 +1036,44 @@ async fn report_refusal(bastion: &Bastion, peer: SocketAddr, refused: &Refusal) 
         "failure"
     };
     bastion.events.emit("db.auth", outcome, fields).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement() -> Statement {
+        Statement {
+            protocol: Protocol::Extended,
+            sql: "UPDATE cards SET pan = $1 WHERE id = $2".into(),
+            parameters: vec![Some("4111111111111111".into()), None],
+            tags: vec!["UPDATE 1".into()],
+            rows: 0,
+            copy: None,
+            error: None,
+            duration: Duration::from_micros(1500),
+        }
+    }
+
+    #[test]
+    fn a_query_event_says_what_ran() {
+        let event = query_event(Map::new(), &statement(), false);
+        assert_eq!(event["protocol"], "extended");
+        assert_eq!(event["parameters"], json!(["4111111111111111", null]));
+        assert_eq!(event["tag"], "UPDATE 1");
+        assert_eq!(event["duration_us"], 1500);
+        assert!(event.get("error").is_none());
+    }
+
+    #[test]
+    fn redacted_parameters_are_counted_not_shown() {
+        let event = query_event(Map::new(), &statement(), true);
+        assert!(event.get("parameters").is_none());
+        assert_eq!(event["parameters_redacted"], 2);
+        assert!(
+            !serde_json::to_string(&event)
+                .unwrap_or_default()
+                .contains("4111")
+        );
+    }
 }

@@ -391,6 +391,11 @@ impl MachineKey {
     pub fn key_pem(&self) -> Secret<String> {
         Secret::new(self.0.serialize_pem())
     }
+
+    /// The key as PKCS #8 DER: what JDBC's PostgreSQL driver reads (`sslkey`).
+    pub fn key_pkcs8_der(&self) -> Secret<Vec<u8>> {
+        Secret::new(self.0.serialize_der())
+    }
 }
 
 fn first_cert_der(cert_pem: &str, what: &'static str) -> Result<CertificateDer<'static>, TlsError> {

@@ -363,6 +363,23 @@ impl Lab {
         self.logged_until(query, |hits| !hits.is_empty())
     }
 
+    /// `rempart session export ID`, once the session's recording events are
+    /// searchable (the search index follows the log by a fraction of a
+    /// second; the summary may be stored before).
+    fn export(&self, id: &str) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = self.server.cli(&self.sam, &["session", "export", id]);
+            if out.status.success()
+                || !stderr(&out).contains("not in the well-log yet")
+                || Instant::now() > deadline
+            {
+                return out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Well-log entries matching `query`, once `enough` says so (bounded).
     fn logged_until(
         &self,
@@ -1046,7 +1063,7 @@ fn a_session_outlives_the_control_plane_and_is_shipped_when_it_is_back() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let id = session["id"].as_str().expect("id");
-    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    let exported = lab.export(id);
     assert!(exported.status.success(), "{}", stderr(&exported));
     assert!(stdout(&exported).contains("during-outage-42"));
     let ends = lab.logged("kind:ssh.session.end actor:alice");
@@ -1130,7 +1147,6 @@ fn sessions_are_cut_when_the_grant_is_revoked_or_ends() {
     );
 }
 
-/// Waits for a guarded child to exit, bounded; its output.
 #[test]
 fn sessions_survive_the_bastion_stopping_or_crashing_in_the_record() {
     let mut lab = Lab::start();
@@ -1161,7 +1177,7 @@ fn sessions_survive_the_bastion_stopping_or_crashing_in_the_record() {
     );
     let stopped = lab.stored_session("the bastion is stopping");
     let id = stopped["id"].as_str().expect("id");
-    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    let exported = lab.export(id);
     assert!(
         stdout(&exported).contains("alpha-2"),
         "{}",
@@ -1174,7 +1190,7 @@ fn sessions_survive_the_bastion_stopping_or_crashing_in_the_record() {
     drop(session);
     let crashed = lab.stored_session("stopped during the session");
     let id = crashed["id"].as_str().expect("id");
-    let exported = lab.server.cli(&lab.sam, &["session", "export", id]);
+    let exported = lab.export(id);
     assert!(
         stdout(&exported).contains("beta-4"),
         "{}",

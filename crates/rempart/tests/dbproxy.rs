@@ -20,6 +20,8 @@ use common::{
 /// The service role of `scripts/test`'s pg_hba.conf: SCRAM-SHA-256 only.
 const SERVICE_ROLE: &str = "rempart_scram";
 const SERVICE_PASSWORD: &str = "correct horse battery staple";
+/// The service role's lines in `bastion.toml`.
+const SERVICE_LOGIN: &str = "user = \"rempart_scram\"\npassword_file = \"payments.password\"";
 
 /// The service role, made once for the PostgreSQL cluster (tests of this
 /// file may race to make it: the loser finds it made).
@@ -51,6 +53,13 @@ struct Lab {
 
 impl Lab {
     fn start() -> Lab {
+        Lab::start_with(&format!(
+            "{SERVICE_LOGIN}\ndanger_upstream_plaintext = true"
+        ))
+    }
+
+    /// With `upstream` as the database's roles and TLS in `bastion.toml`.
+    fn start_with(upstream: &str) -> Lab {
         let deployment = Deployment::init(Backend::Sqlite);
         let listen = format!("127.0.0.1:{}", free_port());
         let server = Server::start(
@@ -110,7 +119,7 @@ impl Lab {
                  [control_plane]\nserver = \"{}\"\nca_cert = \"{}\"\ncert = \"machine/bastion-1.crt\"\nkey = \"machine/bastion-1.key\"\n\n\
                  [postgres]\nlisten = \"127.0.0.1:0\"\n\n\
                  [[postgres.database]]\nname = \"payments\"\naddress = \"{pg_address}\"\nupstream_database = \"{}\"\n\
-                 user = \"{SERVICE_ROLE}\"\npassword_file = \"payments.password\"\ndanger_upstream_plaintext = true\n",
+                 {upstream}\n",
                 server.url,
                 server.ca_cert.display(),
                 database.name,
@@ -256,7 +265,10 @@ fn start_bastion(dir: &std::path::Path) -> (Guard, SocketAddr) {
     let postgres = lines
         .iter()
         .find_map(|l| l.trim().strip_prefix("postgres listening on "))
-        .unwrap_or_else(|| panic!("the bastion printed {lines:?}"))
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.join("bastion.log")).unwrap_or_default();
+            panic!("the bastion printed {lines:?}; its log:\n{log}")
+        })
         .parse()
         .expect("an address");
     (guard, postgres)
@@ -334,6 +346,31 @@ fn psql_through_the_bastion_is_psql_on_the_database_and_every_statement_is_logge
     let out = psql_command(&conninfo, &["-f", script.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&back).expect("read"), csv);
+
+    // Notices and notifications reach the client.
+    let out = psql_command(
+        &conninfo,
+        &[
+            "-c",
+            "DO $$ BEGIN RAISE NOTICE 'careful: %', 42; END $$",
+            "-c",
+            "LISTEN payouts_done",
+            "-c",
+            "NOTIFY payouts_done, 'batch 7'",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("NOTICE:  careful: 42"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out)
+            .contains("Asynchronous notification \"payouts_done\" with payload \"batch 7\""),
+        "{}",
+        stdout(&out)
+    );
 
     // The well-log: every statement, with who and by which grant.
     let queries = lab.logged_until("kind:db.query actor:alice", |hits| hits.len() >= 10);
@@ -770,5 +807,173 @@ fn malformed_oversized_and_stalled_clients_do_not_hurt_the_proxy() {
             .count()
             >= 2,
         "{failures:?}"
+    );
+}
+
+/// The CA of the test PostgreSQL's certificate (`scripts/test` makes it).
+fn postgres_ca() -> String {
+    std::env::var("REMPART_TEST_POSTGRES_CA").unwrap_or_else(|_| {
+        panic!(
+            "REMPART_TEST_POSTGRES_CA is not set: run scripts/test, which starts the test \
+             PostgreSQL with TLS and names its CA"
+        )
+    })
+}
+
+#[test]
+fn the_database_is_reached_over_tls_and_its_certificate_checked() {
+    let ca = postgres_ca();
+    let lab = Lab::start_with(&format!(
+        "{SERVICE_LOGIN}\nca_cert = \"{ca}\"\nserver_name = \"127.0.0.1\""
+    ));
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+    let out = psql_command(
+        &conninfo,
+        &[
+            "-Atc",
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("t|TLSv1."), "{}", stdout(&out));
+
+    // A certificate that does not name the server it was asked for: refused.
+    let lab = Lab::start_with(&format!(
+        "{SERVICE_LOGIN}\nca_cert = \"{ca}\"\nserver_name = \"db.elsewhere\""
+    ));
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+    let out = psql_command(&conninfo, &["-c", "SELECT 1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the database db:payments cannot be reached")
+            && stderr(&out).contains("TLS"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_write_role_needs_a_grant_for_write_too() {
+    // The default role only reads; db:payments.write gives the service role.
+    let lab = Lab::start_with(&format!(
+        "user = \"rempart_reader\"\nwrite_user = \"{SERVICE_ROLE}\"\n\
+         write_password_file = \"payments.password\"\ndanger_upstream_plaintext = true"
+    ));
+    let reader = psql(
+        &lab.database.admin_url(),
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rempart_reader') \
+         THEN CREATE ROLE rempart_reader LOGIN; END IF; END $$",
+    );
+    assert!(reader.status.success(), "{}", stderr(&reader));
+    let setup = psql(
+        &lab.database.url,
+        &format!(
+            "SET ROLE {SERVICE_ROLE}; CREATE TABLE refunds (id int, amount int); \
+             INSERT INTO refunds VALUES (1, 100); GRANT SELECT ON refunds TO rempart_reader"
+        ),
+    );
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    let out = lab
+        .server
+        .cli(&lab.admin, &["resource", "add", "db", "payments.write"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+
+    // A grant for db:payments: the session reads, and cannot write.
+    lab.grant("1h");
+    let out = psql_command(
+        &conninfo,
+        &["-Atc", "SELECT current_user, sum(amount) FROM refunds"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "rempart_reader|100");
+    let out = psql_command(&conninfo, &["-c", "INSERT INTO refunds VALUES (2, 50)"]);
+    assert!(
+        stderr(&out).contains("permission denied for table refunds"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Write asked for in a request and approved: the write role.
+    let out = lab.server.cli(
+        &lab.alice,
+        &[
+            "access",
+            "request",
+            "--resource",
+            "db:payments.write",
+            "--reason",
+            "INC-4713 refund the double charge of order 88",
+            "--for",
+            "30m",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let out = lab
+        .server
+        .cli(&lab.sam, &["access", "approve", &id, "--comment", "ok"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = psql_command(
+        &conninfo,
+        &[
+            "-Atc",
+            "INSERT INTO refunds VALUES (2, 50) RETURNING current_user",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with(SERVICE_ROLE), "{}", stdout(&out));
+
+    let starts = lab.logged_until("kind:db.session.start actor:alice", |hits| {
+        hits.iter().any(|e| e["mode"] == "write")
+    });
+    let write = starts
+        .iter()
+        .find(|e| e["mode"] == "write")
+        .unwrap_or_else(|| panic!("no write session in {starts:?}"));
+    assert_eq!(write["write_grant"], id.as_str());
+    assert!(starts.iter().any(|e| e["mode"] == "read"), "{starts:?}");
+}
+
+#[test]
+fn a_jdbc_client_gets_through_with_its_certificate() {
+    let lab = Lab::start();
+    lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+    let files = lab.dir.join("alice-db");
+    let url = format!(
+        "jdbc:postgresql://127.0.0.1:{}/payments?user=alice&sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        lab.postgres.port(),
+        files.join("root.crt").display(),
+        files.join("client.crt").display(),
+        files.join("client.pk8").display(),
+    );
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/jdbc/Query.java");
+    let out = Command::new("java")
+        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(program)
+        .arg(&url)
+        .output()
+        .expect("java runs (scripts/test installs a JRE and the PostgreSQL JDBC driver)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        // (The driver sets its own application_name with SET, which any
+        // client may: pg_stat_activity's name is a hint, the well-log the record.)
+        stdout(&out).starts_with("answer=42 app="),
+        "{}",
+        stdout(&out)
+    );
+    let queries = lab.logged_until("kind:db.query actor:alice protocol:extended", |hits| {
+        !hits.is_empty()
+    });
+    assert!(
+        queries.iter().any(|q| q["sql"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("SELECT $1 * 7"))
+            // The driver binds an int in binary: logged as hex.
+            && q["parameters"] == serde_json::json!([r"\x00000006"])),
+        "{queries:?}"
     );
 }

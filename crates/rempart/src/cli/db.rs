@@ -87,6 +87,8 @@ pub async fn login(client_args: &ClientArgs, args: DbLogin) -> Result<()> {
     );
     // libpq refuses a key that others can read.
     replace(&key_path, key.key_pem().expose().as_bytes(), 0o600)?;
+    // The same key as JDBC's driver reads it (PKCS #8 DER).
+    replace(&dir.join("client.pk8"), key.key_pkcs8_der().expose(), 0o600)?;
     replace(&cert_path, issued.certificate_pem.as_bytes(), 0o644)?;
     replace(&root_path, issued.ca_pem.as_bytes(), 0o644)?;
     if args.json {
@@ -113,6 +115,14 @@ pub async fn login(client_args: &ClientArgs, args: DbLogin) -> Result<()> {
         root_path.display(),
         cert_path.display(),
         key_path.display()
+    );
+    println!(
+        "jdbc:    jdbc:postgresql://{host}:{port}/{}?user={}&sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        issued.database,
+        issued.user,
+        root_path.display(),
+        cert_path.display(),
+        dir.join("client.pk8").display()
     );
     Ok(())
 }
