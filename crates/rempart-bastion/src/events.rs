@@ -58,6 +58,13 @@ impl Events {
 
     /// Queues one event: `kind`, `outcome`, and the fields beside them.
     pub async fn emit(&self, kind: &str, outcome: &str, fields: Value) {
+        let _ = self.emit_checked(kind, outcome, fields).await;
+    }
+
+    /// As [`Self::emit`], and says whether the event was queued: `false`
+    /// only when the sender has stopped, which a caller that must not go
+    /// on unlogged (a database session) treats as the end.
+    pub async fn emit_checked(&self, kind: &str, outcome: &str, fields: Value) -> bool {
         let mut event = match fields {
             Value::Object(map) => map,
             _ => Map::new(),
@@ -70,7 +77,9 @@ impl Events {
                 kind,
                 "the event sender stopped: an event could not be queued"
             );
+            return false;
         }
+        true
     }
 }
 

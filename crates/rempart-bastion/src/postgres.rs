@@ -19,14 +19,14 @@ use anyhow::{Context, Result, anyhow};
 use bytes::BytesMut;
 use rempart_core::Secret;
 use rempart_pgproxy::frontend::{self, FirstMessage};
-use rempart_pgproxy::relay::{RelayEnd, relay};
+use rempart_pgproxy::relay::{LogGone, RelayEnd, StatementLog, relay};
 use rempart_pgproxy::statements::{Copy, Observer, Protocol, Statement};
 use rempart_pgproxy::upstream::{self, ServiceRole};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::Bastion;
@@ -37,8 +37,6 @@ const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// How long the control plane may take to answer a grant check.
 const GRANT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Statements finished but not yet queued as events, per session.
-const STATEMENT_QUEUE: usize = 1024;
 /// Session settings a client may pass to the database at startup. Others
 /// (`options`, `role`, `session_authorization`, `replication`) could change
 /// who the session runs as or what it is: refused.
@@ -741,13 +739,11 @@ async fn run_session(
         .await;
     let end = if client.write_all(&ready).await.is_ok() {
         let watcher = spawn_grant_watch(bastion.clone(), session.clone(), cut_tx.clone());
-        let (statements_tx, statements_rx) = mpsc::channel(STATEMENT_QUEUE);
-        let logger = spawn_statement_log(
-            bastion.clone(),
-            session.query_fields(),
-            db.settings.redact_parameters,
-            statements_rx,
-        );
+        let log = QueryLog {
+            bastion: bastion.clone(),
+            fields: session.query_fields(),
+            redact: db.settings.redact_parameters,
+        };
         let mut observer = Observer::default();
         // Bytes the database sent after its ReadyForQuery (none in practice)
         // are passed on first.
@@ -756,15 +752,10 @@ async fn run_session(
             let _ = client.write_all(&pending).await;
         }
         let end = match upstream {
-            Upstream::Plain(stream) => {
-                relay(client, stream, observer, statements_tx, cut_rx.clone()).await
-            }
-            Upstream::Tls(stream) => {
-                relay(client, *stream, observer, statements_tx, cut_rx.clone()).await
-            }
+            Upstream::Plain(stream) => relay(client, stream, observer, log, cut_rx.clone()).await,
+            Upstream::Tls(stream) => relay(client, *stream, observer, log, cut_rx.clone()).await,
         };
         watcher.abort();
-        let _ = logger.await;
         end
     } else {
         RelayEnd::default()
@@ -803,24 +794,33 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// Each statement, as it finishes, to the well-log.
-fn spawn_statement_log(
+/// Each statement, as it finishes, to the well-log as a `db.query` event,
+/// from the session's own task.
+struct QueryLog {
     bastion: Arc<Bastion>,
     fields: Map<String, Value>,
     redact: bool,
-    mut statements: mpsc::Receiver<Statement>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(statement) = statements.recv().await {
-            let outcome = if statement.error.is_some() {
-                "failure"
-            } else {
-                "success"
-            };
-            let event = query_event(fields.clone(), &statement, redact);
-            bastion.events.emit("db.query", outcome, event.into()).await;
+}
+
+impl StatementLog for QueryLog {
+    async fn record(&mut self, statement: Statement) -> Result<(), LogGone> {
+        let outcome = if statement.error.is_some() {
+            "failure"
+        } else {
+            "success"
+        };
+        let event = query_event(self.fields.clone(), &statement, self.redact);
+        if self
+            .bastion
+            .events
+            .emit_checked("db.query", outcome, event.into())
+            .await
+        {
+            Ok(())
+        } else {
+            Err(LogGone)
         }
-    })
+    }
 }
 
 /// A `db.query` event's fields.

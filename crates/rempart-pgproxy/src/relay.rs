@@ -31,19 +31,41 @@ pub struct RelayEnd {
     pub reason: Option<String>,
 }
 
-/// Relays until either side closes or `cut` gets a reason. Statements are
-/// sent to `statements` as they finish (waiting when the receiver is
-/// behind: back-pressure, never a lost statement).
-pub async fn relay<C, U>(
+/// Where finished statements go: the caller's log. Called in the relay's
+/// own task (no hop through another task per statement); it may wait when
+/// the log is behind (back-pressure, never a lost statement) and fails
+/// when the log is gone, which ends the session.
+pub trait StatementLog {
+    fn record(
+        &mut self,
+        statement: Statement,
+    ) -> impl std::future::Future<Output = Result<(), LogGone>> + Send;
+}
+
+/// The statement log can take no more: the session must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogGone;
+
+/// A channel is a log: what the tests and simple callers use.
+impl StatementLog for mpsc::Sender<Statement> {
+    async fn record(&mut self, statement: Statement) -> Result<(), LogGone> {
+        self.send(statement).await.map_err(|_| LogGone)
+    }
+}
+
+/// Relays until either side closes or `cut` gets a reason. Statements go
+/// to `statements` as they finish.
+pub async fn relay<C, U, L>(
     client: C,
     upstream: U,
     observer: Observer,
-    statements: mpsc::Sender<Statement>,
+    statements: L,
     cut: watch::Receiver<Option<String>>,
 ) -> RelayEnd
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
+    L: StatementLog,
 {
     let observer = Arc::new(Mutex::new(observer));
     let (client_read, client_write) = tokio::io::split(client);
@@ -148,11 +170,11 @@ where
     (total, reason)
 }
 
-async fn pump_from_server<R, W>(
+async fn pump_from_server<R, W, L>(
     mut upstream: R,
     mut client: W,
     observer: Arc<Mutex<Observer>>,
-    statements: mpsc::Sender<Statement>,
+    mut statements: L,
     mut cut: watch::Receiver<Option<String>>,
     mut stop: watch::Receiver<Option<String>>,
     stop_tx: watch::Sender<Option<String>>,
@@ -160,6 +182,7 @@ async fn pump_from_server<R, W>(
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    L: StatementLog,
 {
     let mut buffer = vec![0u8; CHUNK];
     let mut total = 0u64;
@@ -196,7 +219,7 @@ where
         total += n as u64;
         for statement in finished {
             count += 1;
-            if statements.send(statement).await.is_err() {
+            if statements.record(statement).await.is_err() {
                 tracing::error!("the statement log is gone: the session ends");
                 let reason = "the proxy cannot log statements".to_owned();
                 stop_with(&stop_tx, reason.clone());

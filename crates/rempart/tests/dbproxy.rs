@@ -506,6 +506,18 @@ fn connections_without_tls_or_with_the_wrong_identity_are_refused() {
             "{needle}: {reasons:?}"
         );
     }
+
+    // The control plane away: the grant cannot be checked, so no session.
+    let mut lab = lab;
+    lab.server.kill();
+    let out = psql_command(&conninfo, &["-c", "SELECT 1"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("cannot be checked now")
+            && stderr(&out).contains("the bastion refuses what it cannot check"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
