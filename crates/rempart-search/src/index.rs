@@ -17,7 +17,17 @@ pub enum IndexError {
     Database(#[from] sqlx::Error),
     #[error("search index: entry {seq} is not the next one ({expected})")]
     OutOfOrder { seq: u64, expected: u64 },
+    #[error("search index: made by an older version (format {found}, now {FORMAT})")]
+    Outdated { found: i64 },
 }
+
+/// What the index holds, and how. Raised when that changes: an index of an
+/// older format is rebuilt from the log. 2: `sql` (db.query) and `command`
+/// (ssh.exec) are searchable as text, beside `msg` and `reason`.
+const FORMAT: i64 = 2;
+
+/// The fields free text is searched in.
+pub(crate) const TEXT_FIELDS: [&str; 4] = ["msg", "reason", "sql", "command"];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -77,7 +87,7 @@ fn reduce(seq: u64, payload: &[u8]) -> Option<Indexed> {
         .and_then(|ts| OffsetDateTime::parse(&ts, &Rfc3339).ok())
         .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
     let mut text = String::new();
-    for key in ["msg", "reason"] {
+    for key in TEXT_FIELDS {
         if let Some(value) = string(key) {
             text.push_str(&value);
             text.push('\n');
@@ -149,7 +159,17 @@ impl Index {
             .connect_with(options)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Index { pool })
+        let index = Index { pool };
+        let format = index.mark("format").await?;
+        if index.indexed().await? == 0 {
+            index.set_mark("format", FORMAT as u64).await?;
+        } else if format < FORMAT as u64 {
+            index.pool.close().await;
+            return Err(IndexError::Outdated {
+                found: format as i64,
+            });
+        }
+        Ok(index)
     }
 
     /// How many entries (from seq 0) are indexed.

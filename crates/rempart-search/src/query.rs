@@ -104,7 +104,7 @@ fn time_term(term: &str, value: &str, now: OffsetDateTime) -> Result<OffsetDateT
 impl Query {
     /// Whether an entry matches, evaluated on the entry itself (for `log
     /// tail QUERY`, which filters live entries before they are indexed).
-    /// Text terms match the message or reason, ignoring case.
+    /// Text terms match the message, reason, SQL or command, ignoring case.
     pub fn matches(&self, entry: &serde_json::Value) -> bool {
         let field = |key: &str| entry.get(key).and_then(serde_json::Value::as_str);
         let equals = |key: &str, wanted: &Option<String>| {
@@ -132,12 +132,12 @@ impl Query {
             Some(serde_json::Value::Bool(b)) => value.parse::<bool>().is_ok_and(|v| v == *b),
             _ => false,
         });
-        let text = format!(
-            "{}\n{}",
-            field("msg").unwrap_or(""),
-            field("reason").unwrap_or("")
-        )
-        .to_lowercase();
+        let text = crate::index::TEXT_FIELDS
+            .iter()
+            .filter_map(|key| field(key))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_lowercase();
         let text_ok = self.text.iter().all(|t| text.contains(&t.to_lowercase()));
         in_window
             && kind_ok

@@ -202,3 +202,65 @@ async fn entries_are_indexed_in_order_once() {
     index.add(&[(10, None)]).await.unwrap();
     assert_eq!(index.indexed().await.unwrap(), 11);
 }
+
+/// A statement's SQL and a command line are searched as text; an index of
+/// the format before that is rebuilt when opened.
+#[tokio::test]
+async fn sql_and_commands_are_searched_as_text_and_old_indexes_rebuilt() {
+    let stamp = rempart_welllog::Stamp {
+        received: RECEIVED,
+        sender: "machine:bastion-1".into(),
+        source: rempart_welllog::Source::Api,
+    };
+    let event = |fields: Value| rempart_welllog::canonical_entry(fields, &stamp).expect("an entry");
+    let entries = vec![
+        (
+            0,
+            event(
+                serde_json::json!({"kind": "db.query", "ts": "2026-12-30T10:00:00Z", "actor": "alice",
+                "sql": "DELETE FROM cards WHERE id = $1", "tag": "DELETE 1"}),
+            ),
+        ),
+        (
+            1,
+            event(
+                serde_json::json!({"kind": "ssh.exec", "ts": "2026-12-30T10:01:00Z", "actor": "bob",
+                "command": "pg_dump payments > /tmp/cards.sql"}),
+            ),
+        ),
+        (
+            2,
+            event(
+                serde_json::json!({"kind": "db.query", "ts": "2026-12-30T10:02:00Z", "actor": "alice",
+                "sql": "SELECT 1"}),
+            ),
+        ),
+    ];
+    let (dir, index) = index(&entries).await;
+    let search = |text: &str| {
+        let query = Query::parse(text, RECEIVED).expect("parses");
+        let hits = brute_force(&entries, |v| query.matches(v), false);
+        (query, hits)
+    };
+    for (text, expected) in [
+        ("cards", vec![1u64, 0]),
+        ("kind:db.query \"delete from cards\"", vec![0]),
+        ("pg_dump", vec![1]),
+    ] {
+        let (query, brute) = search(text);
+        assert_eq!(brute, expected, "{text}: the filter");
+        assert_eq!(
+            index.search(&query, 10).await.expect("search"),
+            expected,
+            "{text}"
+        );
+    }
+
+    // The same index, as an older version left it: rebuilt on opening.
+    let path = dir.path().join("index.db");
+    index.set_mark("format", 1).await.expect("mark");
+    drop(index);
+    let reopened = Index::open_or_rebuild(&path).await.expect("rebuilt");
+    assert_eq!(reopened.indexed().await.expect("indexed"), 0);
+    assert_eq!(reopened.mark("format").await.expect("mark"), 2);
+}
