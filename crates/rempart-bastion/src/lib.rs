@@ -241,6 +241,7 @@ pub async fn run(
         open_sessions: Mutex::new(std::collections::HashMap::new()),
         postgres,
     });
+    postgres::recover(&bastion).await;
     if let Err(err) = ship::recover(&bastion).await {
         tracing::error!(error = %format!("{err:#}"), "sessions left open by the previous run could not all be recovered");
     }

@@ -733,6 +733,7 @@ async fn run_session(
         "startup_ms".into(),
         json!(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
     );
+    note_open(&bastion.config.state_dir, &session, &fields);
     bastion
         .events
         .emit("db.session.start", "success", fields.into())
@@ -786,7 +787,67 @@ async fn run_session(
         .events
         .emit("db.session.end", "success", fields.into())
         .await;
+    note_closed(&bastion.config.state_dir, &session.id);
     tracing::info!(session = %session.id, %reason, "database session ended");
+}
+
+/// Where open database sessions are noted: what a crash would otherwise
+/// leave without its `db.session.end`.
+fn notes_dir(state_dir: &std::path::Path) -> std::path::PathBuf {
+    state_dir.join("db-sessions")
+}
+
+/// Notes an open session (its start event's fields), written aside then
+/// renamed so a crash leaves a whole note or none.
+fn note_open(state_dir: &std::path::Path, session: &SessionInfo, fields: &Map<String, Value>) {
+    let dir = notes_dir(state_dir);
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let aside = dir.join(format!("{}.json.new", session.id));
+        std::fs::write(&aside, serde_json::to_vec(fields).unwrap_or_default())?;
+        std::fs::rename(&aside, dir.join(format!("{}.json", session.id)))
+    });
+    if let Err(err) = written {
+        tracing::error!(session = %session.id, error = %err, "the open-session note could not be written: a crash now would leave no end event");
+    }
+}
+
+fn note_closed(state_dir: &std::path::Path, id: &str) {
+    let _ = std::fs::remove_file(notes_dir(state_dir).join(format!("{id}.json")));
+}
+
+/// At start: database sessions a previous run left open (it was killed)
+/// get their `db.session.end`, marked `recovered`; what they did is in
+/// their `db.query` events as far as those were sent.
+pub async fn recover(bastion: &Bastion) {
+    let dir = notes_dir(&bastion.config.state_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let note = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok());
+        let Some(mut fields) = note else {
+            tracing::error!(path = %path.display(), "an open database-session note does not parse; left in place");
+            continue;
+        };
+        for started_only in ["grant_ends_at", "startup_ms"] {
+            fields.remove(started_only);
+        }
+        fields.insert(
+            "reason".into(),
+            json!("the bastion stopped during the session (recovered at its next start)"),
+        );
+        fields.insert("recovered".into(), json!(true));
+        bastion
+            .events
+            .emit("db.session.end", "failure", fields.into())
+            .await;
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {

@@ -48,7 +48,7 @@ struct Lab {
     sam: String,
     database: PgDatabase,
     postgres: SocketAddr,
-    _bastion: Guard,
+    bastion: Guard,
 }
 
 impl Lab {
@@ -136,7 +136,7 @@ impl Lab {
             sam,
             database,
             postgres,
-            _bastion: bastion,
+            bastion,
         };
         lab.wait_until_ready();
         lab
@@ -987,5 +987,51 @@ fn a_jdbc_client_gets_through_with_its_certificate() {
             // The driver binds an int in binary: logged as hex.
             && q["parameters"] == serde_json::json!([r"\x00000006"])),
         "{queries:?}"
+    );
+}
+
+#[test]
+fn a_session_open_when_the_bastion_is_killed_still_ends_in_the_record() {
+    let mut lab = Lab::start();
+    let conninfo = lab.login(&lab.alice, "alice-db", "alice");
+    lab.grant("1h");
+    let mut open = Guard(
+        Command::new("psql")
+            .arg(&conninfo)
+            .args(["-X"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("psql runs"),
+    );
+    let mut input = open.0.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut input, b"SELECT 1;\n").expect("write");
+    wait_for(
+        || lab.upstream_sessions("alice") == 1,
+        "the session to open",
+    );
+    let started = lab.logged_until("kind:db.session.start actor:alice", |h| !h.is_empty());
+    let id = started[0]["session"].as_str().expect("session").to_owned();
+
+    // A crash: nothing ends the session; the next start does, from its note.
+    let pid = lab.bastion.0.id().to_string();
+    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    let _ = lab.bastion.0.wait();
+    drop(input);
+    drop(open);
+    let (guard, postgres) = start_bastion(&lab.dir);
+    lab.bastion = guard;
+    lab.postgres = postgres;
+    let ends = lab.logged_until("kind:db.session.end recovered:true", |h| !h.is_empty());
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["session"], id.as_str());
+    assert_eq!(ends[0]["actor"], "alice");
+    assert_eq!(ends[0]["target"], "db:payments");
+    assert!(
+        ends[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("the bastion stopped during the session")),
+        "{ends:?}"
     );
 }
