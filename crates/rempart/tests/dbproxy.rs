@@ -227,6 +227,28 @@ impl Lab {
         logged_until(&self.server, &self.admin, query, enough)
     }
 
+    /// An interactive psql through the bastion that has sent `first` and
+    /// whose database session is open; its stdin, to type more.
+    fn open_session(&self, conninfo: &str, first: &[u8]) -> (Guard, std::process::ChildStdin) {
+        let mut open = Guard(
+            Command::new("psql")
+                .arg(conninfo)
+                .args(["-X"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("psql runs"),
+        );
+        let mut input = open.0.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut input, first).expect("write");
+        wait_for(
+            || self.upstream_sessions("alice") == 1,
+            "the session to open",
+        );
+        (open, input)
+    }
+
     /// Sessions of the service role on the real database (pg_stat_activity).
     fn upstream_sessions(&self, user: &str) -> usize {
         let out = Command::new("psql")
@@ -600,22 +622,7 @@ fn sessions_are_cut_when_the_grant_is_revoked_or_ends_and_queries_can_be_cancell
 
     // Ended: the access clock moves past the grant's end while a session
     // is open; the database session goes within seconds.
-    let mut open = Guard(
-        Command::new("psql")
-            .arg(&conninfo)
-            .args(["-X", "-v", "ON_ERROR_STOP=1"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("psql runs"),
-    );
-    let mut input = open.0.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut input, b"SELECT 1;\n").expect("write");
-    wait_for(
-        || lab.upstream_sessions("alice") == 1,
-        "the session to open",
-    );
+    let (open, mut input) = lab.open_session(&conninfo, b"SELECT 1;\n");
     advance_clock(&lab.server, &lab.admin, "11m");
     let moved = Instant::now();
     wait_for(
@@ -635,22 +642,7 @@ fn sessions_are_cut_when_the_grant_is_revoked_or_ends_and_queries_can_be_cancell
 
     // Revoked: the same, by the security team.
     let id = lab.grant("1h");
-    let mut open = Guard(
-        Command::new("psql")
-            .arg(&conninfo)
-            .args(["-X"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("psql runs"),
-    );
-    let mut input = open.0.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut input, b"BEGIN; SELECT 1;\n").expect("write");
-    wait_for(
-        || lab.upstream_sessions("alice") == 1,
-        "the session to open",
-    );
+    let (open, mut input) = lab.open_session(&conninfo, b"BEGIN; SELECT 1;\n");
     let out = lab.server.cli(
         &lab.sam,
         &["access", "revoke", &id, "--reason", "incident closed"],
@@ -995,22 +987,7 @@ fn a_session_open_when_the_bastion_is_killed_still_ends_in_the_record() {
     let mut lab = Lab::start();
     let conninfo = lab.login(&lab.alice, "alice-db", "alice");
     lab.grant("1h");
-    let mut open = Guard(
-        Command::new("psql")
-            .arg(&conninfo)
-            .args(["-X"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("psql runs"),
-    );
-    let mut input = open.0.stdin.take().expect("stdin");
-    std::io::Write::write_all(&mut input, b"SELECT 1;\n").expect("write");
-    wait_for(
-        || lab.upstream_sessions("alice") == 1,
-        "the session to open",
-    );
+    let (open, input) = lab.open_session(&conninfo, b"SELECT 1;\n");
     let started = lab.logged_until("kind:db.session.start actor:alice", |h| !h.is_empty());
     let id = started[0]["session"].as_str().expect("session").to_owned();
 
