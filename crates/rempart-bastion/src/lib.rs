@@ -166,29 +166,56 @@ fn ssh_config(key: PrivateKey) -> russh::server::Config {
     }
 }
 
-/// Learns the user CA from the control plane, and again every five
-/// minutes; until it is known, every login is refused.
-fn follow_user_ca(bastion: Arc<Bastion>) {
+/// What one attempt to learn a CA from the control plane came to.
+pub(crate) enum Learned {
+    Trusted,
+    /// The control plane answered with something that cannot be used.
+    Unusable(anyhow::Error),
+    /// The control plane could not be asked.
+    Unreachable(anyhow::Error),
+}
+
+/// Learns a CA (`what`) from the control plane with `attempt`, and again
+/// every five minutes; until it is known, what it vouches for is refused.
+pub(crate) fn follow_authority<F, Fut>(what: &'static str, mut attempt: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Learned> + Send,
+{
     tokio::spawn(async move {
         loop {
-            let wait = match bastion.control.user_ca().await {
-                Ok(line) => match PublicKey::from_openssh(&line) {
-                    Ok(key) => {
-                        *bastion.user_ca.write().unwrap_or_else(|e| e.into_inner()) =
-                            Some(key.fingerprint(HashAlg::Sha256));
-                        Duration::from_secs(300)
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "the control plane's user CA does not parse");
-                        Duration::from_secs(5)
-                    }
-                },
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot learn the user CA yet; logins are refused until then");
+            let wait = match attempt().await {
+                Learned::Trusted => Duration::from_secs(300),
+                Learned::Unusable(err) => {
+                    tracing::error!(error = %format!("{err:#}"), what, "the control plane's CA is not usable");
+                    Duration::from_secs(5)
+                }
+                Learned::Unreachable(err) => {
+                    tracing::warn!(error = %err, what, "cannot learn the CA yet; refused until then");
                     Duration::from_secs(2)
                 }
             };
             tokio::time::sleep(wait).await;
+        }
+    });
+}
+
+/// The user CA: until it is known, every login is refused.
+fn follow_user_ca(bastion: Arc<Bastion>) {
+    follow_authority("the SSH user CA", move || {
+        let bastion = bastion.clone();
+        async move {
+            match bastion.control.user_ca().await {
+                Ok(line) => match PublicKey::from_openssh(&line) {
+                    Ok(key) => {
+                        *bastion.user_ca.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some(key.fingerprint(HashAlg::Sha256));
+                        Learned::Trusted
+                    }
+                    Err(err) => Learned::Unusable(err.into()),
+                },
+                Err(err) => Learned::Unreachable(err),
+            }
         }
     });
 }

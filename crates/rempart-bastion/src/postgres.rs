@@ -29,8 +29,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::Bastion;
 use crate::config::{self, UpstreamTls};
+use crate::{Bastion, Learned};
 
 /// How long a connection may take to reach its first query.
 const STARTUP_GRACE: Duration = Duration::from_secs(30);
@@ -72,6 +72,8 @@ pub struct DbListener {
     /// `None` until the control plane told which CA that is.
     tls: RwLock<Option<Arc<tokio_rustls::rustls::ServerConfig>>>,
     cancels: Mutex<HashMap<(i32, i32), CancelTarget>>,
+    /// TLS to each database reached with `verify-full`, by name.
+    upstream_tls: HashMap<String, UpstreamTlsConfig>,
     /// Open sessions' cut signals, by session id.
     open: Mutex<HashMap<String, watch::Sender<Option<String>>>>,
     pub connections: Arc<Semaphore>,
@@ -98,6 +100,7 @@ impl DbListener {
             );
         }
         Ok(DbListener {
+            upstream_tls: upstream_tls_configs(&settings)?,
             settings,
             server_cert_pem,
             server_key_pem: Secret::new(read(&control_plane.key, "machine key")?),
@@ -154,28 +157,21 @@ impl DbListener {
     }
 }
 
-/// Learns the database user CA from the control plane, and again every
-/// five minutes; until it is known, every connection is refused.
+/// The database user CA: until it is known, every connection is refused.
 pub fn follow_user_ca(bastion: Arc<Bastion>) {
-    tokio::spawn(async move {
-        loop {
+    crate::follow_authority("the database user CA", move || {
+        let bastion = bastion.clone();
+        async move {
             let Some(listener) = &bastion.postgres else {
-                return;
+                return Learned::Trusted;
             };
-            let wait = match bastion.control.db_user_ca().await {
+            match bastion.control.db_user_ca().await {
                 Ok(pem) => match listener.trust_user_ca(&pem) {
-                    Ok(()) => Duration::from_secs(300),
-                    Err(err) => {
-                        tracing::error!(error = %format!("{err:#}"), "the database user CA is not usable");
-                        Duration::from_secs(5)
-                    }
+                    Ok(()) => Learned::Trusted,
+                    Err(err) => Learned::Unusable(err),
                 },
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot learn the database user CA yet; database connections are refused until then");
-                    Duration::from_secs(2)
-                }
-            };
-            tokio::time::sleep(wait).await;
+                Err(err) => Learned::Unreachable(err),
+            }
         }
     });
 }
@@ -369,10 +365,57 @@ struct Admitted {
     pending: BytesMut,
 }
 
-/// The connection to the database: TLS or, where configured, plain.
+/// The connection to the database: TLS or, where configured, plain; one
+/// stream type for the startup, the relay and cancel requests.
 enum Upstream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Upstream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Upstream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Upstream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Upstream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Upstream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Identity, database, grant, then the database connection.
@@ -550,31 +593,12 @@ async fn admit(
             format!("the database db:{} cannot be reached: {e}", database.name),
         )
     };
-    let (upstream, parameters, cancel_key, pending) = match connect(&database).await {
-        Ok(Upstream::Plain(stream)) => {
-            let ready = upstream::start(stream, &role)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            (
-                Upstream::Plain(ready.stream),
-                ready.parameters,
-                ready.cancel_key,
-                ready.pending,
-            )
-        }
-        Ok(Upstream::Tls(stream)) => {
-            let ready = upstream::start(*stream, &role)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            (
-                Upstream::Tls(Box::new(ready.stream)),
-                ready.parameters,
-                ready.cancel_key,
-                ready.pending,
-            )
-        }
-        Err(err) => return Err(unreachable(format!("{err:#}"))),
-    };
+    let stream = connect(db, &database)
+        .await
+        .map_err(|e| unreachable(format!("{e:#}")))?;
+    let ready = upstream::start(stream, &role)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
     Ok(Admitted {
         info: SessionInfo {
             id,
@@ -585,10 +609,10 @@ async fn admit(
             database,
             client: peer,
         },
-        upstream,
-        parameters,
-        cancel_key,
-        pending,
+        upstream: ready.stream,
+        parameters: ready.parameters,
+        cancel_key: ready.cancel_key,
+        pending: ready.pending,
     })
 }
 
@@ -603,34 +627,68 @@ fn read_password(path: Option<&std::path::Path>) -> Result<Option<Secret<String>
     )))
 }
 
-/// A TCP connection to the database, with TLS negotiated when configured.
-async fn connect(database: &config::Database) -> Result<Upstream> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&database.address))
-        .await
-        .map_err(|_| anyhow!("no connection within {} s", CONNECT_TIMEOUT.as_secs()))??;
-    let _ = stream.set_nodelay(true);
-    match &database.tls {
-        UpstreamTls::DangerPlaintext => Ok(Upstream::Plain(stream)),
-        UpstreamTls::VerifyFull {
-            ca_cert,
-            server_name,
-        } => Ok(Upstream::Tls(Box::new(
-            tls_to_database(stream, ca_cert, server_name).await?,
-        ))),
+/// The TLS settings of a database reached with `verify-full`: built once,
+/// when the bastion starts (an unreadable CA stops it there).
+struct UpstreamTlsConfig {
+    connector: TlsConnector,
+    server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTlsConfig")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
 }
 
-async fn tls_to_database(
-    mut stream: TcpStream,
-    ca_cert: &std::path::Path,
-    server_name: &str,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let ca = std::fs::read_to_string(ca_cert)
-        .with_context(|| format!("reading {}", ca_cert.display()))?;
-    let config = rempart_tls::client_config(&ca, None)?;
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
-        .map_err(|_| anyhow!("{server_name:?} is not a server name"))?;
-    stream.write_all(&ssl_request()).await?;
+fn upstream_tls_configs(settings: &config::Postgres) -> Result<HashMap<String, UpstreamTlsConfig>> {
+    let mut configs = HashMap::new();
+    for database in &settings.databases {
+        let UpstreamTls::VerifyFull {
+            ca_cert,
+            server_name,
+        } = &database.tls
+        else {
+            continue;
+        };
+        let ca = std::fs::read_to_string(ca_cert).with_context(|| {
+            format!(
+                "postgres.database {}: reading {}",
+                database.name,
+                ca_cert.display()
+            )
+        })?;
+        let config = rempart_tls::client_config(&ca, None)
+            .with_context(|| format!("postgres.database {}: ca_cert", database.name))?;
+        let server_name =
+            rustls_pki_types::ServerName::try_from(server_name.clone()).map_err(|_| {
+                anyhow!(
+                    "postgres.database {}: {server_name:?} is not a server name",
+                    database.name
+                )
+            })?;
+        configs.insert(
+            database.name.clone(),
+            UpstreamTlsConfig {
+                connector: TlsConnector::from(Arc::new(config)),
+                server_name,
+            },
+        );
+    }
+    Ok(configs)
+}
+
+/// A TCP connection to the database, with TLS negotiated when configured.
+async fn connect(listener: &DbListener, database: &config::Database) -> Result<Upstream> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&database.address))
+        .await
+        .map_err(|_| anyhow!("no connection within {} s", CONNECT_TIMEOUT.as_secs()))??;
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = listener.upstream_tls.get(&database.name) else {
+        return Ok(Upstream::Plain(stream));
+    };
+    stream.write_all(&frontend::ssl_request()).await?;
     let mut answer = [0u8; 1];
     tokio::time::timeout(CONNECT_TIMEOUT, stream.read_exact(&mut answer))
         .await
@@ -638,18 +696,14 @@ async fn tls_to_database(
     if answer[0] != b'S' {
         anyhow::bail!("the database does not offer TLS (ssl = off?)");
     }
-    let connector = TlsConnector::from(Arc::new(config));
-    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, stream))
-        .await
-        .map_err(|_| anyhow!("the TLS handshake took too long"))?
-        .context("TLS with the database")
-}
-
-fn ssl_request() -> [u8; 8] {
-    let mut out = [0u8; 8];
-    out[..4].copy_from_slice(&8i32.to_be_bytes());
-    out[4..].copy_from_slice(&80_877_103i32.to_be_bytes());
-    out
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tls.connector.connect(tls.server_name.clone(), stream),
+    )
+    .await
+    .map_err(|_| anyhow!("the TLS handshake took too long"))?
+    .context("TLS with the database")?;
+    Ok(Upstream::Tls(Box::new(stream)))
 }
 
 /// A fresh cancel key for the client: random, unique among open sessions.
@@ -752,10 +806,7 @@ async fn run_session(
             let _ = observer.from_server(&pending);
             let _ = client.write_all(&pending).await;
         }
-        let end = match upstream {
-            Upstream::Plain(stream) => relay(client, stream, observer, log, cut_rx.clone()).await,
-            Upstream::Tls(stream) => relay(client, *stream, observer, log, cut_rx.clone()).await,
-        };
+        let end = relay(client, upstream, observer, log, cut_rx.clone()).await;
         watcher.abort();
         end
     } else {
@@ -1030,20 +1081,11 @@ async fn cancel(bastion: &Arc<Bastion>, key: (i32, i32), peer: SocketAddr) {
         return;
     };
     let sent = async {
-        match connect(&target.database).await? {
-            Upstream::Plain(mut stream) => {
-                stream
-                    .write_all(&frontend::cancel_request(target.key))
-                    .await?;
-                let _ = stream.read(&mut [0u8; 1]).await;
-            }
-            Upstream::Tls(mut stream) => {
-                stream
-                    .write_all(&frontend::cancel_request(target.key))
-                    .await?;
-                let _ = stream.read(&mut [0u8; 1]).await;
-            }
-        }
+        let mut stream = connect(db, &target.database).await?;
+        stream
+            .write_all(&frontend::cancel_request(target.key))
+            .await?;
+        let _ = stream.read(&mut [0u8; 1]).await;
         Ok::<_, anyhow::Error>(())
     };
     let outcome = tokio::time::timeout(CONNECT_TIMEOUT, sent)

@@ -173,6 +173,14 @@ pub fn session_ready(out: &mut BytesMut, parameters: &[(String, String)], cancel
     message(out, b'Z', b"I");
 }
 
+/// An SSL request, as the proxy sends it to a database before TLS.
+pub fn ssl_request() -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&8i32.to_be_bytes());
+    out[4..].copy_from_slice(&SSL_REQUEST.to_be_bytes());
+    out
+}
+
 /// A cancel request for `key`, as sent to the database.
 pub fn cancel_request(key: (i32, i32)) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -204,6 +212,10 @@ mod tests {
     async fn the_four_openings() {
         assert_eq!(
             read(&packet(SSL_REQUEST, b"")).await.ok(),
+            Some(FirstMessage::SslRequest)
+        );
+        assert_eq!(
+            read(&ssl_request()).await.ok(),
             Some(FirstMessage::SslRequest)
         );
         assert_eq!(

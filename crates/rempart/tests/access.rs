@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Backend, Deployment, Server, assert_refused, json, stderr, stdout};
+use common::{Backend, Deployment, Server, advance_clock, assert_refused, json, stderr, stdout};
 
 struct People {
     alice: String,
@@ -504,22 +504,6 @@ fn bad_requests_change_nothing(backend: Backend) {
     assert_eq!(waiting["requests"].as_array().expect("list").len(), 20);
 }
 
-/// Moves the server's access clock forward (`--danger-test-clock`).
-fn advance(server: &Server, admin: &str, by: &str) {
-    let (status, body) = server.curl(&[
-        "-X",
-        "POST",
-        "-H",
-        &format!("Authorization: Bearer {admin}"),
-        "-H",
-        "Content-Type: application/json",
-        "--data",
-        &format!("{{\"advance\":\"{by}\"}}"),
-        &format!("{}/v1/danger/clock", server.url),
-    ]);
-    assert_eq!(status, 204, "{body}");
-}
-
 /// Requests and grants end by the clock: a pending request expires after
 /// `pending_for`, a grant at its end, each at once for every check.
 fn requests_and_grants_expire_with_the_clock(backend: Backend) {
@@ -536,7 +520,7 @@ fn requests_and_grants_expire_with_the_clock(backend: Backend) {
     );
 
     let stale = request(&server, &p.alice, &["host:web-1"], "2h");
-    advance(&server, admin, "25h");
+    advance_clock(&server, admin, "25h");
     assert_eq!(state(&server, &p.alice, &stale)["state"], "expired");
     assert_refused(
         &approve(&server, &p.sam, &stale),
@@ -549,12 +533,12 @@ fn requests_and_grants_expire_with_the_clock(backend: Backend) {
         check(&server, &machine, "alice", "host:web-1")["allow"],
         true
     );
-    advance(&server, admin, "119m");
+    advance_clock(&server, admin, "119m");
     assert_eq!(
         check(&server, &machine, "alice", "host:web-1")["allow"],
         true
     );
-    advance(&server, admin, "2m");
+    advance_clock(&server, admin, "2m");
     let ended = check(&server, &machine, "alice", "host:web-1");
     assert_eq!(ended["allow"], false);
     assert!(
@@ -721,7 +705,7 @@ fn training_gates_grants(backend: Backend) {
         true
     );
     // A year later the training has lapsed: the check says so, whatever grant.
-    advance(&server, admin, "366d");
+    advance_clock(&server, admin, "366d");
     let lapsed = check(&server, &machine, "alice", "host:web-1");
     assert_eq!(lapsed["allow"], false);
     assert!(

@@ -14,7 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    BIN, Backend, Deployment, Guard, Server, add_user, advance_clock, free_port, json,
+    BIN, Backend, Deployment, Guard, Server, add_user, advance_clock, free_port, grant, json,
     logged_until, stderr, stdout, wait_output,
 };
 
@@ -323,26 +323,14 @@ impl Lab {
 
     /// Access to `host` for alice, approved by sam; returns the request id.
     fn grant(&self, host: &str, duration: &str) -> String {
-        let out = self.server.cli(
+        grant(
+            &self.server,
             &self.alice,
-            &[
-                "access",
-                "request",
-                "--resource",
-                host,
-                "--reason",
-                "INC-4711 the payments replica is stuck",
-                "--for",
-                duration,
-            ],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let id = stdout(&out).trim().to_owned();
-        let out = self
-            .server
-            .cli(&self.sam, &["access", "approve", &id, "--comment", "ok"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        id
+            &self.sam,
+            host,
+            "INC-4711 the payments replica is stuck",
+            duration,
+        )
     }
 
     /// The stock ssh through the bastion, offering only the certificate:

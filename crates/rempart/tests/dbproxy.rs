@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    BIN, Backend, Deployment, Guard, PgDatabase, Server, add_user, advance_clock, free_port,
+    BIN, Backend, Deployment, Guard, PgDatabase, Server, add_user, advance_clock, free_port, grant,
     logged_until, psql, stderr, stdout, wait_output,
 };
 
@@ -175,26 +175,14 @@ impl Lab {
 
     /// Access to db:payments for alice, approved by sam; the request id.
     fn grant(&self, duration: &str) -> String {
-        let out = self.server.cli(
+        grant(
+            &self.server,
             &self.alice,
-            &[
-                "access",
-                "request",
-                "--resource",
-                "db:payments",
-                "--reason",
-                "INC-4712 reconcile the payouts of yesterday",
-                "--for",
-                duration,
-            ],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let id = stdout(&out).trim().to_owned();
-        let out = self
-            .server
-            .cli(&self.sam, &["access", "approve", &id, "--comment", "ok"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        id
+            &self.sam,
+            "db:payments",
+            "INC-4712 reconcile the payouts of yesterday",
+            duration,
+        )
     }
 
     /// The bastion learns the database user CA shortly after it starts.
@@ -901,25 +889,14 @@ fn the_write_role_needs_a_grant_for_write_too() {
     );
 
     // Write asked for in a request and approved: the write role.
-    let out = lab.server.cli(
+    let id = grant(
+        &lab.server,
         &lab.alice,
-        &[
-            "access",
-            "request",
-            "--resource",
-            "db:payments.write",
-            "--reason",
-            "INC-4713 refund the double charge of order 88",
-            "--for",
-            "30m",
-        ],
+        &lab.sam,
+        "db:payments.write",
+        "INC-4713 refund the double charge of order 88",
+        "30m",
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = stdout(&out).trim().to_owned();
-    let out = lab
-        .server
-        .cli(&lab.sam, &["access", "approve", &id, "--comment", "ok"]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let out = psql_command(
         &conninfo,
         &[

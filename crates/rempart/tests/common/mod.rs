@@ -435,7 +435,7 @@ pub fn logged_until(
 
 /// Moves the access clock of a server started with `--danger-test-clock`.
 pub fn advance_clock(server: &Server, admin: &str, by: &str) {
-    let (status, _) = server.curl(&[
+    let (status, body) = server.curl(&[
         "-X",
         "POST",
         "-H",
@@ -446,5 +446,35 @@ pub fn advance_clock(server: &Server, admin: &str, by: &str) {
         &format!(r#"{{"advance":"{by}"}}"#),
         &format!("{}/v1/danger/clock", server.url),
     ]);
-    assert_eq!(status, 204);
+    assert_eq!(status, 204, "{body}");
+}
+
+/// `requester` asks for `resource` with `reason` for `duration`, and
+/// `approver` approves: the request's id.
+pub fn grant(
+    server: &Server,
+    requester: &str,
+    approver: &str,
+    resource: &str,
+    reason: &str,
+    duration: &str,
+) -> String {
+    let out = server.cli(
+        requester,
+        &[
+            "access",
+            "request",
+            "--resource",
+            resource,
+            "--reason",
+            reason,
+            "--for",
+            duration,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    let out = server.cli(approver, &["access", "approve", &id, "--comment", "ok"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    id
 }
