@@ -122,8 +122,11 @@ fn logged(server: &Server, admin: &str, kind: &str, target: &str) -> usize {
         assert!(out.status.success(), "{}", stderr(&out));
         let result = json(&stdout(&out));
         let hits = result["hits"].as_array().expect("hits").len();
-        // The index follows the log: wait until it covers it.
-        if result["indexed"] == result["size"] || Instant::now() > deadline {
+        // The index follows the log: wait until it covers it. On PostgreSQL
+        // the node's copy of the shared log may itself trail the entry just
+        // written, so an index that covers the copy can still lack it: every
+        // caller expects at least one entry, so wait for one too.
+        if (result["indexed"] == result["size"] && hits > 0) || Instant::now() > deadline {
             return hits;
         }
         std::thread::sleep(Duration::from_millis(100));
